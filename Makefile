@@ -1,0 +1,69 @@
+# Runbook executor — developer and operator entry points.
+#   make demo   install, bring the lab up, deploy a broken release that rolls itself back, print the report
+#   make test   install, start the lab, run the whole suite (unit + lab integration)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNBOOK := $(VENV)/bin/runbook
+APT_PACKAGES := docker.io debootstrap busybox-static postgresql-client openssh-client rsync curl ca-certificates
+export RUNBOOK_STATE_DIR ?= $(CURDIR)/.state
+
+.PHONY: help install apt venv lab lab-down demo test unit integration drill bench lint docs clean
+
+help:
+	@echo "make demo | test | unit | integration | drill | bench | lint | docs | lab | lab-down | install"
+
+install: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "install needs root for apt packages:$$missing" >&2; exit 1; fi; \
+	  echo "installing apt packages:$$missing"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@echo "installing the runner and its tools into $(VENV) (first time: a few minutes)"
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+lab: install
+	$(RUNBOOK) lab up
+
+lab-down:
+	$(RUNBOOK) lab down
+
+demo: lab
+	@bash lab/demo.sh
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: lab
+	$(VENV)/bin/pytest -q tests/integration
+
+test: lab
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests
+
+drill: lab
+	cd molecule && for s in */; do (cd .. && $(VENV)/bin/molecule test -s $${s%/}) || exit 1; done
+
+bench: lab
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/ruff check runner tests bench
+	$(VENV)/bin/mypy
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/runner/collections $(VENV)/bin/ansible-lint --profile production roles
+
+docs: install
+	$(PY) -m runner.docs
+
+clean:
+	rm -rf .state out build *.egg-info

@@ -1,0 +1,140 @@
+"""The product as functions returning typed results; the CLI only parses arguments and prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import paths
+from runner.errors import Diagnostic, InvalidInput
+from runner.inventory import resolve_hosts
+from runner.loader import load_runbook
+from runner.model import Runbook
+from runner.params import ResolvedParams, load_params_file, parse_assignments, resolve
+from runner.render import RenderedProject, render_project
+from runner.report import load_report, render_markdown
+from runner.runflow import RunOptions, RunResult, execute_run
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    path: Path
+    runbook: Runbook | None
+    diagnostics: list[Diagnostic]
+
+    @property
+    def ok(self) -> bool:
+        return self.runbook is not None and not self.diagnostics
+
+
+def roles_search_path(extra: list[str] | None = None) -> list[Path]:
+    return paths.extra_roles_paths(extra)
+
+
+def validate(path: str | Path, roles_paths: list[Path] | None = None) -> ValidationResult:
+    roles_paths = roles_paths or roles_search_path()
+    try:
+        runbook = load_runbook(path, roles_paths)
+    except InvalidInput as exc:
+        diagnostics = exc.diagnostics or [Diagnostic(str(path), 1, 1, str(exc))]
+        return ValidationResult(Path(path), None, diagnostics)
+    return ValidationResult(Path(path), runbook, [])
+
+
+def load(path: str | Path, roles_paths: list[Path] | None = None) -> Runbook:
+    return load_runbook(path, roles_paths or roles_search_path())
+
+
+def resolve_params(
+    runbook: Runbook, assignments: list[str] | None = None, params_file: str | None = None
+) -> ResolvedParams:
+    file_values = load_params_file(params_file) if params_file else {}
+    return resolve(runbook, parse_assignments(assignments or []), file_values)
+
+
+def render(
+    runbook: Runbook,
+    output: Path,
+    roles_paths: list[Path] | None = None,
+    params: ResolvedParams | None = None,
+) -> RenderedProject:
+    project = render_project(
+        runbook,
+        roles_paths or roles_search_path(),
+        params.values if params is not None else None,
+        params.secret_names if params is not None else frozenset(),
+    )
+    project.write(output)
+    return project
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    step_id: str
+    phase: str
+    uses: str
+    hosts_pattern: str
+    hosts: list[str]
+    title: str
+    when: str | None
+    confirm: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    runbook: Runbook
+    rows: list[PlanRow]
+    budget_s: float
+    severity_target_s: float
+
+
+def plan(runbook: Runbook, inventory: Path, limit: str | None = None) -> Plan:
+    from runner import policy
+
+    patterns = sorted({s.hosts for s in runbook.all_steps})
+    resolved = resolve_hosts(inventory, patterns, limit)
+    rows = [
+        PlanRow(s.id, s.phase, s.uses, s.hosts, resolved.get(s.hosts, []), s.title, s.when, s.confirm)
+        for s in runbook.all_steps
+    ]
+    return Plan(runbook, rows, runbook.budget_s, policy.response_target_s(runbook.severity))
+
+
+def run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunResult:
+    empty = [
+        s.id for s in runbook.steps if not resolve_hosts(options.inventory, [s.hosts], options.limit)[s.hosts]
+    ]
+    if len(empty) == len(runbook.steps):
+        raise InvalidInput(
+            f"error: no host in {options.inventory} matches any step's hosts "
+            f"({', '.join(sorted({s.hosts for s in runbook.steps}))})"
+        )
+    return execute_run(runbook, params, options)
+
+
+def find_run(run: str, state_dir: Path) -> Path:
+    """A run id, a unique prefix of one, or a directory holding report.json."""
+    candidate = Path(run)
+    if (candidate / "report.json").is_file():
+        return candidate
+    runs = state_dir / "runs"
+    matches = (
+        sorted(p for p in runs.glob(f"{run}*") if (p / "report.json").is_file()) if runs.is_dir() else []
+    )
+    if len(matches) == 1 or (matches and matches[-1].name == run):
+        return matches[-1]
+    if not matches:
+        raise InvalidInput(f"error: no run {run!r} under {runs}")
+    raise InvalidInput(f"error: {run!r} matches several runs: {', '.join(m.name for m in matches[:5])}")
+
+
+def report(run: str, state_dir: Path, fmt: str = "md") -> str:
+    import json
+
+    data: dict[str, Any] = load_report(find_run(run, state_dir))
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "md":
+        return render_markdown(data)
+    raise InvalidInput(f"error: unknown report format {fmt!r} (md, json)")

@@ -1,0 +1,388 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: runbook-runner maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: http_check
+short_description: Ordered HTTP checks with attempts and interval (health, version, smoke scenario)
+version_added: "0.1.0"
+description:
+  - Runs the O(checks) in order. Each check is tried up to O(attempts) times, O(interval) apart, until it
+    matches; then the next check runs. A list of checks is an ordered smoke scenario.
+  - A check matches when the response status is one of C(status), the body contains every C(body_contains)
+    string, every C(json) key has the expected value in the JSON body, and the response took at most C(max_ms).
+  - Fails (after all attempts) listing what did not match; the per-check results are returned either way.
+  - Uses the Python standard library (C(urllib)) only.
+author:
+  - runbook-runner maintainers
+options:
+  checks:
+    description: The checks, run in order.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name in results and reports; default C(METHOD URL).
+        type: str
+      url:
+        description: URL to call.
+        type: str
+        required: true
+      method:
+        description: HTTP method.
+        type: str
+        default: GET
+      status:
+        description: Expected status code, or a list of accepted codes.
+        type: raw
+        default: 200
+      body_contains:
+        description: A string, or a list of strings, the body must contain.
+        type: raw
+      json:
+        description:
+          - Keys and expected values in the JSON body, for example C(version) with C(v1).
+          - A dotted key (C(data.version)) looks into nested objects when the body has no such top-level key.
+          - A number or boolean matches its JSON text, so C("3") matches C(3).
+        type: dict
+      max_ms:
+        description: Longest accepted response time, in milliseconds.
+        type: int
+      headers:
+        description: Request headers.
+        type: dict
+      body:
+        description: Request body; a dict or list is sent as JSON.
+        type: raw
+      timeout:
+        description: Per-request timeout (duration like C(5s), C(500ms), or seconds); default O(timeout).
+        type: raw
+      validate_certs:
+        description: Verify TLS certificates.
+        type: bool
+        default: true
+  attempts:
+    description: Attempts per check before it counts as failed.
+    type: int
+    default: 1
+  interval:
+    description: Pause between attempts - a duration (C(1s), C(500ms), C(1m30s)) or a number of seconds.
+    type: raw
+    default: 1s
+  timeout:
+    description: Default per-request timeout (duration or seconds).
+    type: raw
+    default: 5s
+  stop_on_failure:
+    description: After a check fails, do not run the later ones (they are reported as not run).
+    type: bool
+    default: true
+notes:
+  - Supports check mode - no request is sent; each result says what would be checked (C(ok) is null).
+"""
+
+EXAMPLES = r"""
+- name: Wait until the backend answers v1 within a second
+  runbook.ops.http_check:
+    checks:
+      - url: http://127.0.10.11:8080/health
+        status: 200
+        json: {version: v1}
+        max_ms: 1000
+    attempts: 30
+    interval: 1s
+
+- name: Smoke scenario
+  runbook.ops.http_check:
+    checks:
+      - {name: home, url: "http://app/", body_contains: Welcome}
+      - {name: create order, url: "http://app/api/orders", method: POST, body: {sku: A1}, status: [200, 201]}
+"""
+
+RETURN = r"""
+results:
+  description: One entry per check, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Check name.
+      type: str
+    url:
+      description: URL called.
+      type: str
+    ok:
+      description: True when the check matched (null in check mode or when not run).
+      type: bool
+    detail:
+      description: What was seen, or what did not match.
+      type: str
+    status:
+      description: HTTP status of the last attempt (null when no response).
+      type: int
+    elapsed_ms:
+      description: Response time of the last attempt, in milliseconds.
+      type: int
+    attempts:
+      description: Attempts made.
+      type: int
+healthy:
+  description: True when every check matched.
+  returned: always
+  type: bool
+"""
+
+import json
+import re
+import ssl
+import time
+import urllib.error
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value):
+    """``1s`` -> 1.0, ``500ms`` -> 0.5, ``1m30s`` -> 90.0, ``2`` / 2 / 2.5 -> seconds. ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("invalid duration %r" % (value,))
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("invalid duration %r (negative)" % (value,))
+        return float(value)
+    text = str(value).strip().lower()
+    if re.match(r"^\d+(\.\d+)?$", text):
+        return float(text)
+    if not text or _DURATION.sub("", text) != "":
+        raise ValueError("invalid duration %r (use e.g. 500ms, 1s, 1m30s, 2h)" % (value,))
+    return sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
+
+
+def expected_statuses(status):
+    if status is None:
+        return [200]
+    if isinstance(status, (list, tuple)):
+        return [int(s) for s in status]
+    return [int(status)]
+
+
+def as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+_MISSING = object()
+
+
+def lookup(data, key):
+    """A key of a JSON object; a dotted key looks into nested objects (and list indexes) when not a key itself."""
+    if isinstance(data, dict) and key in data:
+        return data[key]
+    current = data
+    for part in key.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return _MISSING
+    return current
+
+
+def values_match(expected, actual):
+    if expected == actual and type(expected) is type(actual):
+        return True
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return json.dumps(actual) == (json.dumps(expected) if not isinstance(expected, str) else expected.strip().lower())
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return expected == actual
+    if isinstance(expected, str) and isinstance(actual, (int, float)):
+        return expected.strip() in (json.dumps(actual), str(actual))
+    if isinstance(actual, str) and isinstance(expected, (int, float)):
+        return actual.strip() in (json.dumps(expected), str(expected))
+    return expected == actual
+
+
+def evaluate(check, status, body, elapsed_ms, error=None):
+    """What did not match, as a list of short sentences (empty when the check passed)."""
+    if error is not None:
+        return [error]
+    problems = []
+    wanted = expected_statuses(check.get("status"))
+    if status not in wanted:
+        problems.append("status %s, expected %s" % (status, " or ".join(str(s) for s in wanted)))
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    for needle in as_list(check.get("body_contains")):
+        if needle not in text:
+            problems.append("body does not contain %r" % needle)
+    expected_json = check.get("json") or {}
+    if expected_json:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            problems.append("body is not JSON (%r)" % text[:80])
+        else:
+            for key, expected in expected_json.items():
+                actual = lookup(data, key)
+                if actual is _MISSING:
+                    problems.append("json %s missing" % key)
+                elif not values_match(expected, actual):
+                    problems.append("json %s is %s, expected %s" % (key, json.dumps(actual), json.dumps(expected)))
+    max_ms = check.get("max_ms")
+    if max_ms is not None and elapsed_ms is not None and elapsed_ms > max_ms:
+        problems.append("took %d ms, limit %d ms" % (elapsed_ms, max_ms))
+    return problems
+
+
+def check_name(check):
+    return check.get("name") or "%s %s" % ((check.get("method") or "GET").upper(), check["url"])
+
+
+def describe_plan(check, attempts, interval):
+    parts = ["%s %s expecting status %s" % ((check.get("method") or "GET").upper(), check["url"],
+                                             " or ".join(str(s) for s in expected_statuses(check.get("status"))))]
+    if check.get("body_contains"):
+        parts.append("body containing %s" % ", ".join(repr(s) for s in as_list(check["body_contains"])))
+    if check.get("json"):
+        parts.append("json %s" % json.dumps(check["json"], sort_keys=True))
+    if check.get("max_ms") is not None:
+        parts.append("within %d ms" % check["max_ms"])
+    return "would check %s (%d attempt%s, %gs apart)" % (", ".join(parts), attempts, "" if attempts == 1 else "s",
+                                                         interval)
+
+
+def perform(check, timeout):
+    """One request: (status, body bytes, elapsed_ms, error text or None)."""
+    method = (check.get("method") or "GET").upper()
+    headers = dict(check.get("headers") or {})
+    data = check.get("body")
+    if isinstance(data, (dict, list)):
+        data = json.dumps(data).encode("utf-8")
+        headers.setdefault("Content-Type", "application/json")
+    elif data is not None:
+        data = str(data).encode("utf-8")
+    request = urllib.request.Request(check["url"], data=data, method=method, headers=headers)
+    context = None
+    if check["url"].lower().startswith("https") and check.get("validate_certs") is False:
+        context = ssl._create_unverified_context()  # noqa: S323 - the operator asked for it
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            body = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        body = exc.read() or b""
+        status = exc.code
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        reason = getattr(exc, "reason", exc)
+        return None, b"", elapsed_ms, "no response: %s" % (reason,)
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    return status, body, elapsed_ms, None
+
+
+def run_check(check, attempts, interval, default_timeout, request=perform, sleep=time.sleep):
+    timeout = parse_duration(check["timeout"]) if check.get("timeout") is not None else default_timeout
+    result = {"name": check_name(check), "url": check["url"], "ok": False, "detail": "", "status": None,
+              "elapsed_ms": None, "attempts": 0}
+    for attempt in range(1, max(attempts, 1) + 1):
+        status, body, elapsed_ms, error = request(check, timeout)
+        problems = evaluate(check, status, body, elapsed_ms, error)
+        result.update(status=status, elapsed_ms=elapsed_ms, attempts=attempt)
+        if not problems:
+            result["ok"] = True
+            result["detail"] = "HTTP %s in %d ms" % (status, elapsed_ms)
+            return result
+        result["detail"] = "; ".join(problems)
+        if attempt < attempts:
+            sleep(interval)
+    result["detail"] += " (after %d attempt%s)" % (result["attempts"], "" if result["attempts"] == 1 else "s")
+    return result
+
+
+def run_checks(checks, attempts, interval, timeout, stop_on_failure=True, request=perform, sleep=time.sleep):
+    results = []
+    failed = False
+    for check in checks:
+        if failed and stop_on_failure:
+            results.append({"name": check_name(check), "url": check["url"], "ok": None, "status": None,
+                            "elapsed_ms": None, "attempts": 0, "detail": "not run: an earlier check failed"})
+            continue
+        result = run_check(check, attempts, interval, timeout, request=request, sleep=sleep)
+        failed = failed or not result["ok"]
+        results.append(result)
+    return results
+
+
+def main():
+    check_spec = dict(
+        name=dict(type="str"),
+        url=dict(type="str", required=True),
+        method=dict(type="str", default="GET"),
+        status=dict(type="raw", default=200),
+        body_contains=dict(type="raw"),
+        json=dict(type="dict"),
+        max_ms=dict(type="int"),
+        headers=dict(type="dict"),
+        body=dict(type="raw"),
+        timeout=dict(type="raw"),
+        validate_certs=dict(type="bool", default=True),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            checks=dict(type="list", elements="dict", required=True, options=check_spec),
+            attempts=dict(type="int", default=1),
+            interval=dict(type="raw", default="1s"),
+            timeout=dict(type="raw", default="5s"),
+            stop_on_failure=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        interval = parse_duration(p["interval"])
+        timeout = parse_duration(p["timeout"])
+        for check in p["checks"]:
+            expected_statuses(check.get("status"))
+            if check.get("timeout") is not None:
+                parse_duration(check["timeout"])
+    except (TypeError, ValueError) as exc:
+        module.fail_json(msg="invalid option: %s" % exc)
+    attempts = max(p["attempts"], 1)
+
+    if module.check_mode:
+        results = [{"name": check_name(c), "url": c["url"], "ok": None, "status": None, "elapsed_ms": None,
+                    "attempts": 0, "detail": describe_plan(c, attempts, interval)} for c in p["checks"]]
+        module.exit_json(changed=False, results=results, healthy=None, skipped=True,
+                         msg="check mode: %d check(s) not sent" % len(results))
+
+    results = run_checks(p["checks"], attempts, interval, timeout, p["stop_on_failure"])
+    failed = [r for r in results if r["ok"] is False]
+    healthy = not failed and all(r["ok"] for r in results)
+    if not healthy:
+        module.fail_json(
+            msg="%d of %d HTTP check(s) failed: %s"
+            % (len(failed), len(results), "; ".join("%s: %s" % (r["name"], r["detail"]) for r in failed)),
+            results=results,
+            healthy=False,
+        )
+    module.exit_json(changed=False, results=results, healthy=True,
+                     msg="%d HTTP check(s) passed" % len(results))
+
+
+if __name__ == "__main__":
+    main()

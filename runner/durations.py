@@ -1,0 +1,27 @@
+"""Durations as runbooks write them: 500ms, 90s, 5m, 1h, 2d."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^([0-9]+)(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration string; ValueError with a readable message when it is not one."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (use a whole number and ms, s, m, h or d: 90s, 5m, 1h)")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def format_seconds(seconds: float) -> str:
+    """Short human form: 42.1s, 3m05s, 1h02m."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

@@ -1,0 +1,92 @@
+"""Run a rendered project with ansible-runner in a private run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from runner.errors import ExecutionError
+from runner.events import EventCollector
+
+
+@dataclass(frozen=True)
+class PlaybookOutcome:
+    status: str  # successful | failed | canceled | timeout
+    rc: int
+
+
+def prepare_private_dir(private_dir: Path, project_files: dict[str, str], extravars: str) -> None:
+    """project/ holds the rendered files; env/extravars (0600) the operator values, removed after the run."""
+    project = private_dir / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    for name, text in project_files.items():
+        (project / name).write_text(text, encoding="utf-8")
+    env = private_dir / "env"
+    env.mkdir(parents=True, exist_ok=True)
+    fd = os.open(env / "extravars", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(extravars)
+
+
+def scrub_private_dir(private_dir: Path) -> None:
+    """Remove what may hold secrets once the run is over."""
+    for name in ("extravars", "passwords", "ssh_key"):
+        with contextlib.suppress(FileNotFoundError):
+            (private_dir / "env" / name).unlink()
+
+
+def run_playbook(
+    private_dir: Path,
+    playbook: str,
+    inventory: Path,
+    collector: EventCollector,
+    *,
+    tags: list[str] | None = None,
+    limit: str | None = None,
+    check: bool = False,
+    cancel: threading.Event | None = None,
+    timeout_s: float | None = None,
+    ident: str | None = None,
+) -> PlaybookOutcome:
+    cmdline = "--check --diff" if check else None
+    bindir = str(
+        Path(sys.executable).parent
+    )  # the venv's ansible-playbook, also when the venv is not activated
+    kwargs: dict[str, Any] = {
+        "private_data_dir": str(private_dir),
+        "playbook": playbook,
+        "inventory": str(inventory.resolve()),
+        "event_handler": collector,
+        "cancel_callback": (lambda: cancel.is_set()) if cancel is not None else (lambda: False),
+        "quiet": True,
+        "ident": ident,
+        "envvars": {
+            "ANSIBLE_CONFIG": str(private_dir / "project" / "ansible.cfg"),
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_NOCOLOR": "1",
+            "PATH": bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+            "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        },
+        "settings": {"suppress_ansible_output": True, "job_timeout": int(timeout_s) if timeout_s else 0},
+    }
+    if tags:
+        kwargs["tags"] = ",".join(tags)
+    if limit:
+        kwargs["limit"] = limit
+    if cmdline:
+        kwargs["cmdline"] = cmdline
+    try:
+        runner = ansible_runner.run(**kwargs)
+    except Exception as exc:  # ansible-runner raises plain exceptions when it cannot start
+        raise ExecutionError(f"could not start ansible-playbook: {exc}") from exc
+    return PlaybookOutcome(status=str(runner.status), rc=int(runner.rc if runner.rc is not None else -1))
+
+
+__all__ = ["PlaybookOutcome", "prepare_private_dir", "run_playbook", "scrub_private_dir"]

@@ -1,0 +1,425 @@
+"""One run of a runbook: segments between approval gates, on_failure, outcome, report."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner import __version__, policy
+from runner.errors import ApprovalRequired, ExitStatus
+from runner.events import FAILED, SUCCEEDED, UNREACHABLE, EventCollector, HostStepResult
+from runner.execute import prepare_private_dir, run_playbook, scrub_private_dir
+from runner.journal import Journal, utcnow
+from runner.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook, Step
+from runner.params import ResolvedParams
+from runner.redact import Redactor
+from runner.render import extra_vars_text, render_project, step_tag
+from runner.report import (
+    STATUS_FAILED,
+    STATUS_INTERRUPTED,
+    STATUS_ROLLED_BACK,
+    STATUS_SUCCEEDED,
+    ReportFiles,
+    collect_backups,
+    collect_verification,
+    hosts_versions,
+    write_report,
+)
+
+EXIT_FOR_STATUS = {
+    STATUS_SUCCEEDED: ExitStatus.SUCCEEDED,
+    STATUS_ROLLED_BACK: ExitStatus.ROLLED_BACK,
+    STATUS_FAILED: ExitStatus.NOT_RESTORED,
+    STATUS_INTERRUPTED: ExitStatus.INTERRUPTED,
+}
+
+Approver = Callable[[Step, str], bool]
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class RunOptions:
+    inventory: Path
+    roles_paths: list[Path]
+    state_dir: Path
+    report_dir: Path | None = None
+    limit: str | None = None
+    check: bool = False
+    no_rollback: bool = False
+    strict_budget: bool = False
+    assume_yes: bool = False
+    approver: Approver | None = None
+    progress: ProgressFn | None = None
+    trigger: str = ""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    exit_status: int
+    run_dir: Path
+    report: dict[str, Any]
+    files: ReportFiles
+    message: str = ""
+    results: list[HostStepResult] = field(default_factory=list)
+
+
+def new_run_id(runbook: Runbook) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{runbook.name}-{stamp}-{secrets.token_hex(3)}"
+
+
+def segments(steps: tuple[Step, ...]) -> list[list[Step]]:
+    """Runs of steps executed in one ansible-playbook call; a confirm: gate starts a new one."""
+    groups: list[list[Step]] = []
+    for step in steps:
+        if not groups or step.confirm:
+            groups.append([])
+        groups[-1].append(step)
+    return groups
+
+
+@contextmanager
+def _interrupt_guard(cancel: threading.Event) -> Iterator[None]:
+    """Ctrl-C / SIGTERM: stop after asking ansible-runner to cancel; never a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Run:
+    def __init__(self, runbook: Runbook, params: ResolvedParams, options: RunOptions) -> None:
+        self.runbook = runbook
+        self.params = params
+        self.options = options
+        self.run_id = new_run_id(runbook)
+        self.run_dir = options.state_dir / "runs" / self.run_id
+        self.private_dir = self.run_dir / "ansible"
+        self.redactor = Redactor(params.secret_values())
+        self.cancel = threading.Event()
+        self.results: dict[tuple[str, str, str], HostStepResult] = {}
+        self.order: list[tuple[str, str, str]] = []
+        self.first_failure_at: str | None = None
+        self.stopped_message = ""
+
+    def emit(self, kind: str, **data: Any) -> None:
+        if self.options.progress is not None:
+            self.options.progress(kind, self.redactor.scrub(data))
+
+    def on_result(self, result: HostStepResult) -> None:
+        key = (result.phase, result.step_id, result.host)
+        if key not in self.results:
+            self.order.append(key)
+        self.results[key] = result
+        if result.status in (FAILED, UNREACHABLE) and self.first_failure_at is None:
+            self.first_failure_at = result.ended or utcnow()
+        self.journal.append("step_result", **result.to_dict())
+        self.emit("step_result", **result.to_dict())
+
+    def on_task(self, step_id: str, task: str, host: str) -> None:
+        self.emit("task_start", step=step_id, task=task)
+
+    def approve(self, step: Step) -> bool:
+        if self.options.assume_yes:
+            return True
+        if self.options.approver is None:
+            raise ApprovalRequired(
+                f"error: step {step.id!r} needs approval ({step.confirm}); no terminal to ask on — "
+                "re-run with --yes to approve, or run it interactively"
+            )
+        return self.options.approver(step, step.confirm or "")
+
+    def run_phase(self, phase: str, playbook: str, steps: tuple[Step, ...]) -> bool:
+        """Run the steps of one phase; True when every step x host succeeded or was skipped."""
+        ok = True
+        for group in segments(steps):
+            first = group[0]
+            if first.confirm and not self.options.check:
+                self.emit("approval", step=first.id, question=first.confirm)
+                if not self.approve(first):
+                    self.stopped_message = f"operator declined step {first.id!r}"
+                    self.journal.append("declined", step=first.id)
+                    return False
+                self.journal.append("approved", step=first.id)
+            collector = EventCollector(list(steps), on_result=self.on_result, on_task=self.on_task)
+            self.emit("segment_start", phase=phase, steps=[s.id for s in group])
+            outcome = run_playbook(
+                self.private_dir,
+                playbook,
+                self.options.inventory,
+                collector,
+                tags=[step_tag(s) for s in group],
+                limit=self.options.limit,
+                check=self.options.check,
+                cancel=self.cancel,
+                ident=f"{phase}-{first.id}",
+            )
+            failed = [r for r in collector.ordered() if r.status in (FAILED, UNREACHABLE)]
+            if self.cancel.is_set() or outcome.status == "canceled":
+                return False
+            if outcome.status != "successful" or failed:
+                if not failed:
+                    self.stopped_message = _no_events_message(outcome.rc, self.private_dir)
+                return False
+            ran = {r.step_id for r in collector.ordered()}
+            missing = [s.id for s in group if s.id not in ran]
+            if missing:
+                self.stopped_message = f"no host matched step(s) {', '.join(missing)}"
+                self.journal.append("no_hosts", steps=missing)
+        return ok
+
+    def execute(self) -> RunResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        project = render_project(self.runbook, self.options.roles_paths)
+        extravars = extra_vars_text(
+            self.params.values, {"runbook_run_id": self.run_id, "runbook_name": self.runbook.name}
+        )
+        prepare_private_dir(self.private_dir, project.files, extravars)
+        self.journal = Journal(self.run_dir / "journal.jsonl", self.redactor)
+        started = utcnow()
+        t0 = time.monotonic()
+        self.journal.append(
+            "run_start",
+            run_id=self.run_id,
+            runbook=self.runbook.name,
+            params=self.params.masked(),
+            inventory=str(self.options.inventory),
+            check=self.options.check,
+        )
+        self.emit("run_start", run_id=self.run_id, runbook=self.runbook.name, budget_s=self.runbook.budget_s)
+        status = STATUS_FAILED
+        rollback: dict[str, Any] = {"ran": False, "status": "not needed", "duration_s": 0.0, "restored": []}
+        detail = ""
+        try:
+            with _interrupt_guard(self.cancel):
+                main_ok = self.run_phase(PHASE_MAIN, "main.yml", self.runbook.steps)
+                if self.cancel.is_set():
+                    status, detail = STATUS_INTERRUPTED, "interrupted by the operator (signal)"
+                elif main_ok:
+                    status = STATUS_SUCCEEDED
+                elif self.stopped_message.startswith("operator declined"):
+                    status, detail = STATUS_FAILED, self.stopped_message
+                else:
+                    status, detail, rollback = self._after_failure()
+        except ApprovalRequired:
+            self.journal.append("stopped", reason="approval required")
+            self._finish_files(
+                started, t0, STATUS_FAILED, "stopped before a step that needs approval", rollback
+            )
+            raise
+        finally:
+            scrub_private_dir(self.private_dir)
+        return self._finish_files(started, t0, status, detail, rollback)
+
+    def _after_failure(self) -> tuple[str, str, dict[str, Any]]:
+        failure = next((r for k, r in self.results.items() if r.status in (FAILED, UNREACHABLE)), None)
+        what = (
+            f"step {failure.step_id!r} failed on {failure.host}: {failure.message}"
+            if failure
+            else self.stopped_message or "the run failed"
+        )
+        rollback: dict[str, Any] = {"ran": False, "status": "not run", "duration_s": 0.0, "restored": []}
+        if not self.runbook.on_failure:
+            return STATUS_FAILED, what + "; the runbook has no on_failure steps", rollback
+        if self.options.no_rollback:
+            return STATUS_FAILED, what + "; on_failure skipped (--no-rollback)", rollback
+        self.emit("rollback_start", reason=what)
+        self.journal.append("rollback_start", reason=what)
+        t0 = time.monotonic()
+        rb_started = utcnow()
+        ok = self.run_phase(PHASE_ON_FAILURE, "on_failure.yml", self.runbook.on_failure)
+        rb_results = [self.results[k] for k in self.order if k[0] == PHASE_ON_FAILURE]
+        verified = [r for r in rb_results if r.status == SUCCEEDED and _verified(r)]
+        rollback = {
+            "ran": True,
+            "started": rb_started,
+            "ended": utcnow(),
+            "duration_s": round(time.monotonic() - t0, 3),
+            "status": "succeeded" if ok else "failed",
+            "verified": bool(verified) and ok,
+            "restored": [
+                str(r.outputs.get("restored") or _describe_restore(r))
+                for r in rb_results
+                if r.status == SUCCEEDED
+            ],
+        }
+        if self.cancel.is_set():
+            return STATUS_INTERRUPTED, what + "; interrupted during on_failure", rollback
+        if ok and verified:
+            return STATUS_ROLLED_BACK, what + "; on_failure restored the service and verified it", rollback
+        if ok:
+            return STATUS_FAILED, what + "; on_failure ran but no verify step confirmed the service", rollback
+        bad = next((r for r in rb_results if r.status in (FAILED, UNREACHABLE)), None)
+        why = f"{bad.step_id} on {bad.host}: {bad.message}" if bad else self.stopped_message
+        return STATUS_FAILED, what + f"; on_failure FAILED ({why})", rollback
+
+    def _finish_files(
+        self, started: str, t0: float, status: str, detail: str, rollback: dict[str, Any]
+    ) -> RunResult:
+        duration = round(time.monotonic() - t0, 3)
+        results = [self.results[k] for k in self.order]
+        step_dicts = [r.to_dict() for r in results]
+        target = policy.response_target_s(self.runbook.severity)
+        budget_met = duration <= self.runbook.budget_s
+        if self.options.strict_budget and not budget_met and status == STATUS_SUCCEEDED:
+            status, detail = STATUS_FAILED, f"budget {self.runbook.budget_s:.0f}s exceeded (--strict-budget)"
+        verification = collect_verification(step_dicts)
+        report: dict[str, Any] = {
+            "run_id": self.run_id,
+            "runbook": {
+                "name": self.runbook.name,
+                "title": self.runbook.title,
+                "file": str(self.runbook.path),
+                "sha256": self.runbook.sha256,
+                "owner": self.runbook.owner,
+            },
+            "severity": self.runbook.severity,
+            "status": status,
+            "status_detail": detail,
+            "check_mode": self.options.check,
+            "operator": _operator(),
+            "trigger": self.options.trigger or _trigger(self.params),
+            "started": started,
+            "ended": utcnow(),
+            "duration_s": duration,
+            "budget_s": self.runbook.budget_s,
+            "budget_from": self.runbook.budget_from,
+            "budget_met": budget_met,
+            "severity_target_s": target,
+            "severity_target_met": duration <= target,
+            "failure_detected": self.first_failure_at,
+            "params": self.params.masked(),
+            "hosts": hosts_versions(step_dicts),
+            "steps": [
+                {
+                    "id": r.step_id,
+                    "phase": r.phase,
+                    "host": r.host,
+                    "status": r.status,
+                    "duration_s": r.duration_s,
+                    "changed": r.changed,
+                    "message": r.message,
+                    "started": r.started,
+                    "ended": r.ended,
+                }
+                for r in results
+            ],
+            "outputs": {f"{r.step_id}@{r.host}": r.outputs for r in results if r.outputs},
+            "on_failure": rollback,
+            "backups": collect_backups(step_dicts),
+            "verification": verification,
+            "data_check": _data_check(step_dicts),
+            "notifications": [],
+            "inventory": str(self.options.inventory),
+            "runner_version": __version__,
+        }
+        report = self.redactor.scrub(report)
+        files = write_report(report, self.run_dir)
+        if self.options.report_dir is not None:
+            write_report(report, self.options.report_dir)
+            files = ReportFiles(
+                self.options.report_dir,
+                self.options.report_dir / "report.json",
+                self.options.report_dir / "report.md",
+            )
+        self.journal.append("run_end", status=status, detail=detail, duration_s=duration)
+        self.journal.close()
+        self.emit("run_end", status=status, detail=detail, duration_s=duration, report=str(files.markdown))
+        return RunResult(
+            run_id=self.run_id,
+            status=status,
+            exit_status=EXIT_FOR_STATUS[status],
+            run_dir=self.run_dir,
+            report=report,
+            files=files,
+            message=detail,
+            results=results,
+        )
+
+
+def _verified(result: HostStepResult) -> bool:
+    """A step that checked the service and found it healthy (the verify role, or any role publishing checks)."""
+    checks = result.outputs.get("checks")
+    if isinstance(checks, list) and checks:
+        return all(isinstance(c, dict) and c.get("ok") for c in checks)
+    return bool(result.outputs.get("healthy"))
+
+
+def _describe_restore(result: HostStepResult) -> str:
+    outputs = result.outputs
+    if outputs.get("version_after"):
+        return f"{result.host}: {result.step_id} → {outputs['version_after']}"
+    return f"{result.host}: {result.step_id} succeeded"
+
+
+def _data_check(step_dicts: list[dict[str, Any]]) -> str:
+    lines = []
+    for result in step_dicts:
+        outputs = result.get("outputs") or {}
+        before, after = outputs.get("rows_before"), outputs.get("rows_after")
+        if isinstance(before, dict) and isinstance(after, dict):
+            lost = {t: before[t] - after.get(t, 0) for t in before if after.get(t, 0) < before[t]}
+            lines.append(f"{result['host']}: rows lost {lost}" if lost else f"{result['host']}: no rows lost")
+    return "; ".join(lines) if lines else "no database step in this run"
+
+
+def _operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{os.uname().nodename}"
+
+
+def _trigger(params: ResolvedParams) -> str:
+    for key in ("reason", "cause", "trigger", "incident"):
+        value = params.values.get(key)
+        if value and key not in params.secret_names:
+            return str(value)
+    return ""
+
+
+def _no_events_message(rc: int, private_dir: Path) -> str:
+    """ansible-playbook failed before any task ran (bad inventory, syntax): show its own error line."""
+    stdout_files = sorted((private_dir / "artifacts").glob("*/stdout"), key=lambda p: p.stat().st_mtime)
+    if stdout_files:
+        lines = [
+            line for line in stdout_files[-1].read_text(errors="replace").splitlines() if "ERROR" in line
+        ]
+        if not lines:
+            lines = [
+                line for line in stdout_files[-1].read_text(errors="replace").splitlines() if line.strip()
+            ]
+        if lines:
+            return lines[-1].strip()
+    return f"ansible-playbook exited {rc} before running any task"
+
+
+def execute_run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunResult:
+    return _Run(runbook, params, options).execute()
+
+
+def is_tty() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()

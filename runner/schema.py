@@ -1,0 +1,128 @@
+"""JSON Schema validation of runbooks and policies, with errors placed at file:line:col."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from runner.errors import Diagnostic
+from runner.paths import SCHEMAS_DIR
+from runner.yamlsource import Located
+
+
+@lru_cache(maxsize=8)
+def load_schema(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((SCHEMAS_DIR / name).read_text(encoding="utf-8"))
+    return data
+
+
+@lru_cache(maxsize=8)
+def validator(name: str) -> Draft202012Validator:
+    schema = load_schema(name)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """For oneOf/anyOf/if-then, report the most specific sub-errors rather than 'is not valid under any'."""
+    if error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        return _leaf_errors(best) if best is not None else [error]
+    return [error]
+
+
+def _message(error: jsonschema.ValidationError) -> tuple[str, bool]:
+    """Human message and whether it points at a key (rather than a value)."""
+    validator_name = error.validator
+    if validator_name == "additionalProperties":
+        extra = sorted(set(_instance_keys(error)) - set(_schema_properties(error)))
+        return f"unknown key {', '.join(repr(e) for e in extra)}", True
+    if validator_name == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"missing required key {missing!r}", False
+    if validator_name == "pattern":
+        return f"{error.instance!r} does not match {error.validator_value!r}", False
+    if validator_name == "enum":
+        choices: Any = error.validator_value
+        allowed = ", ".join(str(v) for v in choices)
+        return f"{error.instance!r} is not one of: {allowed}", False
+    if validator_name == "const":
+        return f"must be {error.validator_value!r}, got {error.instance!r}", False
+    if validator_name == "type":
+        return f"must be {_type_name(error.validator_value)}, got {_kind(error.instance)}", False
+    if validator_name == "minItems" and error.validator_value == 1:
+        return "needs at least one item", False
+    if validator_name == "propertyNames":
+        return f"invalid name: {error.message}", True
+    return error.message, False
+
+
+def _instance_keys(error: jsonschema.ValidationError) -> list[str]:
+    instance: Any = error.instance
+    return [str(k) for k in instance] if isinstance(instance, dict) else []
+
+
+def _schema_properties(error: jsonschema.ValidationError) -> list[str]:
+    schema: Any = error.schema
+    return list(schema.get("properties", {})) if isinstance(schema, dict) else []
+
+
+def _type_name(value: Any) -> str:
+    names = {
+        "object": "a mapping",
+        "array": "a list",
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "true or false",
+        "null": "null",
+    }
+    if isinstance(value, list):
+        return " or ".join(names.get(str(v), str(v)) for v in value)
+    return names.get(str(value), str(value))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    return "a string"
+
+
+def schema_diagnostics(located: Located, schema_name: str) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    seen: set[tuple[int, int, str]] = set()
+    errors = sorted(
+        validator(schema_name).iter_errors(located.data), key=lambda e: list(map(str, e.absolute_path))
+    )
+    for top in errors:
+        for error in _leaf_errors(top):
+            path: tuple[str | int, ...] = tuple(error.absolute_path)
+            message, at_key = _message(error)
+            if error.validator == "additionalProperties":
+                extra = sorted(set(_instance_keys(error)) - set(_schema_properties(error)))
+                for key in extra:
+                    diagnostic = located.diagnostic((*path, key), f"unknown key {key!r}", key=True)
+                    _add(found, seen, diagnostic)
+                continue
+            _add(found, seen, located.diagnostic(path, message, key=at_key))
+    return found
+
+
+def _add(found: list[Diagnostic], seen: set[tuple[int, int, str]], diagnostic: Diagnostic) -> None:
+    marker = (diagnostic.line, diagnostic.column, diagnostic.message)
+    if marker not in seen:
+        seen.add(marker)
+        found.append(diagnostic)

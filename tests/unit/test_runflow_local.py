@@ -1,0 +1,139 @@
+"""The run sequence with real Ansible on localhost (connection: local) — no lab, no mocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner import api
+from runner.errors import ApprovalRequired
+from runner.runflow import RunOptions
+
+HOSTILE = "{{ lookup('pipe','touch /tmp/runbook-pwned') }}; x; $(id) `id` rm -rf /"
+
+
+def runbook_text(
+    main_fail: bool, rollback_fail: bool = False, verify: bool = True, confirm: bool = False
+) -> str:
+    return f"""apiVersion: runbook/v1
+kind: Runbook
+metadata: {{name: flow, severity: SEV1}}
+spec:
+  params:
+    value: {{type: string, default: plain}}
+    out: {{type: string}}
+    token: {{type: string, default: CANARY-9f8e7d6c, secret: true}}
+  steps:
+    - id: write
+      hosts: app
+      uses: fixture_step
+      with: {{write: "{{{{ params.value }}}}", file: "{{{{ params.out }}}}-{{{{ inventory_hostname }}}}",
+             version_before: v1, version_after: v2, secret: "{{{{ params.token }}}}"}}
+    - id: break
+      hosts: app
+      uses: fixture_step
+      {"confirm: 'Really break {{ params.value }}?'" if confirm else ""}
+      with: {{fail: {str(main_fail).lower()}}}
+  on_failure:
+    - {{id: undo, hosts: app, uses: fixture_step, with: {{fail: {str(rollback_fail).lower()}, version_after: v1}}}}
+    - {{id: check, hosts: app, uses: fixture_step, with: {{healthy: {str(verify).lower()}}}}}
+"""
+
+
+def run(
+    tmp_path: Path,
+    fixtures: Path,
+    roles_paths: list[Path],
+    text: str,
+    extra: list[str] | None = None,
+    **options: object,
+) -> api.RunResult:  # type: ignore[name-defined]
+    path = tmp_path / "flow.yml"
+    path.write_text(text)
+    runbook = api.load(path, roles_paths)
+    params = api.resolve_params(runbook, [f"out={tmp_path}/out", *(extra or [])])
+    opts = RunOptions(
+        inventory=fixtures / "local-inventory.yml",
+        roles_paths=roles_paths,
+        state_dir=tmp_path / "state",
+        **options,
+    )  # type: ignore[arg-type]
+    return api.run(runbook, params, opts)
+
+
+def test_success(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> None:
+    result = run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=False))
+    assert (result.status, result.exit_status) == ("succeeded", 0)
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert report["hosts"] == {
+        "local1": {"version_before": "v1", "version_after": "v2"},
+        "local2": {"version_before": "v1", "version_after": "v2"},
+    }
+    assert [(s["id"], s["host"], s["status"]) for s in report["steps"]] == [
+        ("write", "local1", "succeeded"),
+        ("write", "local2", "succeeded"),
+        ("break", "local1", "succeeded"),
+        ("break", "local2", "succeeded"),
+    ]
+    assert report["on_failure"]["ran"] is False
+
+
+def test_failure_rolled_back_and_verified(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> None:
+    result = run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=True))
+    assert (result.status, result.exit_status) == ("rolled_back", 1)
+    report = result.report
+    assert report["on_failure"]["ran"] and report["on_failure"]["verified"]
+    assert report["hosts"]["local1"] == {"version_before": "v1", "version_after": "v1"}
+    failed = [s for s in report["steps"] if s["status"] == "failed"]
+    assert failed and failed[0]["message"] == "fixture step failed on purpose"
+    assert report["failure_detected"]
+
+
+def test_rollback_failure_is_not_restored(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> None:
+    result = run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=True, rollback_fail=True))
+    assert (result.status, result.exit_status) == ("failed", 3)
+    assert "on_failure FAILED" in result.message
+
+
+def test_rollback_without_verification_is_not_restored(
+    tmp_path: Path, fixtures: Path, roles_paths: list[Path]
+) -> None:
+    result = run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=True, verify=False))
+    assert (result.status, result.exit_status) == ("failed", 3)
+    assert "no verify step confirmed" in result.message
+
+
+def test_no_rollback_flag(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> None:
+    result = run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=True), no_rollback=True)
+    assert (result.status, result.exit_status) == ("failed", 3)
+    assert not result.report["on_failure"]["ran"]
+
+
+def test_hostile_param_arrives_literally_and_secret_never_written(
+    tmp_path: Path, fixtures: Path, roles_paths: list[Path]
+) -> None:
+    marker = Path("/tmp/runbook-pwned")
+    marker.unlink(missing_ok=True)
+    result = run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=False), [f"value={HOSTILE}"])
+    assert result.exit_status == 0
+    assert (tmp_path / "out-local1").read_bytes() == HOSTILE.encode()
+    assert not marker.exists()
+    leaked = [
+        p for p in (tmp_path / "state").rglob("*") if p.is_file() and b"CANARY-9f8e7d6c" in p.read_bytes()
+    ]
+    assert leaked == []
+
+
+def test_confirm_without_tty_stops_before_the_step(
+    tmp_path: Path, fixtures: Path, roles_paths: list[Path]
+) -> None:
+    with pytest.raises(ApprovalRequired, match="--yes"):
+        run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=False, confirm=True))
+    report = json.loads(next((tmp_path / "state" / "runs").glob("*/report.json")).read_text())
+    assert {s["id"] for s in report["steps"]} == {"write"}
+    result = run(
+        tmp_path, fixtures, roles_paths, runbook_text(main_fail=False, confirm=True), assume_yes=True
+    )
+    assert result.exit_status == 0
