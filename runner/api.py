@@ -113,15 +113,14 @@ def run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunRes
     return execute_run(runbook, params, options)
 
 
-def find_run(run: str, state_dir: Path) -> Path:
-    """A run id, a unique prefix of one, or a directory holding report.json."""
+def find_run(run: str, state_dir: Path, *, need_report: bool = True) -> Path:
+    """A run id, a unique prefix of one, or a run directory."""
+    marker = "report.json" if need_report else "journal.jsonl"
     candidate = Path(run)
-    if (candidate / "report.json").is_file():
+    if (candidate / marker).is_file():
         return candidate
     runs = state_dir / "runs"
-    matches = (
-        sorted(p for p in runs.glob(f"{run}*") if (p / "report.json").is_file()) if runs.is_dir() else []
-    )
+    matches = sorted(p for p in runs.glob(f"{run}*") if (p / marker).is_file()) if runs.is_dir() else []
     if len(matches) == 1 or (matches and matches[-1].name == run):
         return matches[-1]
     if not matches:
@@ -138,3 +137,46 @@ def report(run: str, state_dir: Path, fmt: str = "md") -> str:
     if fmt == "md":
         return render_markdown(data)
     raise InvalidInput(f"error: unknown report format {fmt!r} (md, json)")
+
+
+def resume(
+    run_ref: str,
+    options: RunOptions,
+    from_step: str | None = None,
+    failed_hosts_only: bool = False,
+    assignments: list[str] | None = None,
+    params_file: str | None = None,
+) -> RunResult:
+    """Continue a failed or interrupted run: same runbook, params and inventory; recorded outputs reused."""
+    from runner.params import SECRET_MASK
+    from runner.resume import plan_resume, read_state
+
+    run_dir = find_run(run_ref, options.state_dir, need_report=False)
+    state = read_state(run_dir)
+    runbook = load_runbook(state.runbook_file, options.roles_paths)
+    if state.runbook_sha256 and runbook.sha256 != state.runbook_sha256:
+        raise InvalidInput(
+            f"error: {state.runbook_file} changed since run {state.run_id}; start a new run instead of resuming"
+        )
+    given = parse_assignments(assignments or [])
+    recorded_values = {
+        k: v for k, v in state.params.items() if k in runbook.params and v != SECRET_MASK and k not in given
+    }
+    file_values = {**recorded_values, **(load_params_file(params_file) if params_file else {})}
+    missing_secrets = [n for n in runbook.secret_params if n not in given and n not in file_values]
+    if missing_secrets and any(not runbook.params[n].has_default for n in missing_secrets):
+        raise InvalidInput(
+            "error: secret params are never recorded; give them again: "
+            + " ".join(f"-p {n}=..." for n in sorted(missing_secrets))
+        )
+    params = resolve(runbook, given, file_values)
+    resume_plan = plan_resume(state, runbook, from_step, failed_hosts_only)
+    options.inventory = options.inventory if str(options.inventory) not in ("", ".") else state.inventory
+    options.start_at = resume_plan.start_at
+    options.recorded = resume_plan.recorded
+    options.resumed_from = state.run_id
+    if resume_plan.hosts:
+        options.limit = ":".join(resume_plan.hosts)
+    elif state.limit and not options.limit:
+        options.limit = state.limit
+    return execute_run(runbook, params, options)

@@ -124,6 +124,29 @@ def _print_summary(report: dict[str, object]) -> None:
         print(f"rollback: {rollback.get('status')} in {format_seconds(float(rollback.get('duration_s', 0)))}")
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    roles = api.roles_search_path(args.roles_path)
+    options = RunOptions(
+        inventory=Path(args.inventory) if args.inventory else Path(""),
+        roles_paths=roles,
+        state_dir=_state_dir(args),
+        report_dir=Path(args.report_dir) if args.report_dir else None,
+        no_rollback=args.no_rollback,
+        assume_yes=args.yes,
+        approver=_ask if is_tty() else None,
+        progress=JsonProgress() if args.json else PlainProgress(),
+    )
+    result = api.resume(args.run, options, args.from_step, args.failed_hosts_only, args.param, args.params_file)
+    if not args.json:
+        _print_summary(result.report)
+        print(f"report: {result.files.markdown}")
+    return result.exit_status
+
+
+def _ask(step: object, question: str) -> bool:
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     sys.stdout.write(api.report(args.run, _state_dir(args), args.format))
     return 0
@@ -222,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON event stream on stdout")
     common(p, params=True, state=True)
     p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a failed or interrupted run from its journal")
+    p.add_argument("run", help="run id (or unique prefix) or run directory")
+    p.add_argument("--from", dest="from_step", metavar="STEP", help="start at this main step")
+    p.add_argument("--failed-hosts-only", action="store_true", help="only the hosts that failed that step")
+    p.add_argument("-i", "--inventory", help="default: the inventory of the original run")
+    p.add_argument("--no-rollback", action="store_true")
+    p.add_argument("--report-dir", metavar="DIR")
+    p.add_argument("--yes", action="store_true")
+    p.add_argument("--json", action="store_true")
+    common(p, params=True, state=True)
+    p.set_defaults(handler=cmd_resume)
 
     p = sub.add_parser("report", help="print a run's report")
     p.add_argument("run", help="run id (or unique prefix) or run directory")

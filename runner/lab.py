@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -247,14 +248,21 @@ def reset(progress: Progress = print) -> LabStatus:
 
 
 def ssh(host: str, command: list[str]) -> int:
-    """Open a shell on a lab host (no command) or run a command there; returns the exit status."""
+    """Open a shell on a lab host (no command) or run a command there; returns the exit status.
+
+    Several words are quoted for the remote shell (`["echo", "a b"]` prints `a b`); a single word is passed
+    as a shell command line (`["docker ps | wc -l"]`), like ssh does.
+    """
     if host not in LAB_HOSTS:
         raise LabError(f"unknown lab host {host!r}; hosts are {', '.join(LAB_HOSTS)}")
     if not ssh_key_path().exists():
         raise LabError("the lab has no SSH key yet: run `runbook lab up` first")
     _need("ssh", "openssh-client")
     argv = _ssh_argv(host, interactive=not command)
-    return subprocess.call([*argv, "--", *command] if command else argv)
+    if not command:
+        return subprocess.call(argv)
+    remote = command[0] if len(command) == 1 else shlex.join(command)
+    return subprocess.call([*argv, "--", remote])
 
 
 def ssh_argv(host: str) -> list[str]:
@@ -315,6 +323,8 @@ def _check_ports_free(names: list[str]) -> None:
             if name in APP_HOSTS and port == APP_PORT:
                 continue  # the app host's backend may run already (its engine outlives the host container)
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                # like the daemons do: connections in TIME_WAIT do not block a new listener
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind((addr, port))
                 except OSError as exc:

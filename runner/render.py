@@ -177,7 +177,8 @@ def _play(step: Step, runbook: Runbook, roles_paths: list[Path], *, fatal: bool)
     play["tags"] = [step_tag(step)]
     play["vars"] = {
         "runbook_step_id": step.id,
-        "steps": "{{ runbook_recorded_steps | default({}) | combine(runbook_steps | default({})) }}",
+        "steps": "{{ (runbook_recorded_steps | default({}))[inventory_hostname] | default({})"
+        " | combine(runbook_steps | default({})) }}",
     }
     play["tasks"] = [
         {"name": RESET_TASK, "ansible.builtin.set_fact": {"runbook_outputs": {}}},

@@ -62,6 +62,9 @@ class RunOptions:
     approver: Approver | None = None
     progress: ProgressFn | None = None
     trigger: str = ""
+    start_at: str | None = None  # resume: first main step to run
+    recorded: dict[str, dict[str, Any]] = field(default_factory=dict)  # resume: host -> step id -> outputs
+    resumed_from: str | None = None
 
 
 @dataclass
@@ -193,9 +196,10 @@ class _Run:
     def execute(self) -> RunResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         project = render_project(self.runbook, self.options.roles_paths)
-        extravars = extra_vars_text(
-            self.params.values, {"runbook_run_id": self.run_id, "runbook_name": self.runbook.name}
-        )
+        extra: dict[str, Any] = {"runbook_run_id": self.run_id, "runbook_name": self.runbook.name}
+        if self.options.recorded:
+            extra["runbook_recorded_steps"] = self.options.recorded
+        extravars = extra_vars_text(self.params.values, extra)
         prepare_private_dir(self.private_dir, project.files, extravars)
         self.journal = Journal(self.run_dir / "journal.jsonl", self.redactor)
         started = utcnow()
@@ -205,8 +209,13 @@ class _Run:
             run_id=self.run_id,
             runbook=self.runbook.name,
             params=self.params.masked(),
+            runbook_file=str(self.runbook.path),
+            runbook_sha256=self.runbook.sha256,
             inventory=str(self.options.inventory),
             check=self.options.check,
+            limit=self.options.limit,
+            start_at=self.options.start_at,
+            resumed_from=self.options.resumed_from,
         )
         self.emit("run_start", run_id=self.run_id, runbook=self.runbook.name, budget_s=self.runbook.budget_s)
         status = STATUS_FAILED
@@ -214,7 +223,7 @@ class _Run:
         detail = ""
         try:
             with _interrupt_guard(self.cancel):
-                main_ok = self.run_phase(PHASE_MAIN, "main.yml", self.runbook.steps)
+                main_ok = self.run_phase(PHASE_MAIN, "main.yml", self._main_steps())
                 if self.cancel.is_set():
                     status, detail = STATUS_INTERRUPTED, "interrupted by the operator (signal)"
                 elif main_ok:
@@ -232,6 +241,12 @@ class _Run:
         finally:
             scrub_private_dir(self.private_dir)
         return self._finish_files(started, t0, status, detail, rollback)
+
+    def _main_steps(self) -> tuple[Step, ...]:
+        if not self.options.start_at:
+            return self.runbook.steps
+        ids = [s.id for s in self.runbook.steps]
+        return self.runbook.steps[ids.index(self.options.start_at) :]
 
     def _after_failure(self) -> tuple[str, str, dict[str, Any]]:
         failure = next((r for k, r in self.results.items() if r.status in (FAILED, UNREACHABLE)), None)
@@ -333,6 +348,7 @@ class _Run:
             "data_check": _data_check(step_dicts),
             "notifications": [],
             "inventory": str(self.options.inventory),
+            "resumed_from": self.options.resumed_from,
             "runner_version": __version__,
         }
         report = self.redactor.scrub(report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ ANSIBLE = Path(sys.executable).parent / "ansible"
 
 
 def ssh_output(host: str, *command: str) -> subprocess.CompletedProcess[str]:
-    argv = [*lab_driver.ssh_argv(host), "-o", "ConnectTimeout=10", "--", *command]
+    argv = [*lab_driver.ssh_argv(host), "-o", "ConnectTimeout=10", "--", shlex.join(command)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -137,3 +137,33 @@ def test_confirm_without_tty_stops_before_the_step(
         tmp_path, fixtures, roles_paths, runbook_text(main_fail=False, confirm=True), assume_yes=True
     )
     assert result.exit_status == 0
+
+
+RESUMABLE = """apiVersion: runbook/v1
+kind: Runbook
+metadata: {name: resumable}
+spec:
+  params:
+    fail: {type: boolean, default: true}
+    out: {type: string}
+  steps:
+    - {id: first, hosts: app, uses: fixture_step, with: {version_after: from-first}}
+    - {id: flaky, hosts: app, uses: fixture_step, with: {fail: "{{ params.fail }}"}}
+    - id: last
+      hosts: app
+      uses: fixture_step
+      with: {write: "{{ steps.first.version_after }}", file: "{{ params.out }}-{{ inventory_hostname }}"}
+"""
+
+
+def test_resume_continues_from_the_failed_step_with_recorded_outputs(
+    tmp_path: Path, fixtures: Path, roles_paths: list[Path]
+) -> None:
+    failed = run(tmp_path, fixtures, roles_paths, RESUMABLE)
+    assert failed.exit_status == 3
+    options = RunOptions(inventory=Path(""), roles_paths=roles_paths, state_dir=tmp_path / "state")
+    resumed = api.resume(failed.run_id, options, assignments=["fail=false"])
+    assert resumed.exit_status == 0
+    assert resumed.report["resumed_from"] == failed.run_id
+    assert {s["id"] for s in resumed.report["steps"]} == {"flaky", "last"}
+    assert (tmp_path / "out-local1").read_text() == "from-first"

@@ -105,7 +105,7 @@ class DockerClient:
             data = resp.read()
             return resp.status, data
         except (OSError, http.client.HTTPException) as exc:
-            raise DockerError("cannot talk to the Docker engine at %s: %s" % (self.docker_host, exc))
+            raise DockerError("cannot talk to the Docker engine at %s: %s" % (self.docker_host, exc)) from exc
         finally:
             conn.close()
 

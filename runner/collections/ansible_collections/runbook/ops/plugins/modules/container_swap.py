@@ -190,10 +190,14 @@ NEW_SUFFIX = "--runbook-new"
 OLD_SUFFIX = "--runbook-old"
 
 class SwapFailed(Exception):
-    def __init__(self, message, restored=False):
+    """The swap did not happen. ``restored``: the old container was put back after the new one failed;
+    ``unchanged``: nothing was touched at all (or everything was put back)."""
+
+    def __init__(self, message, restored=False, unchanged=None):
         super().__init__(message)
         self.message = message
         self.restored = restored
+        self.unchanged = restored if unchanged is None else unchanged
 
 
 class Swapper:
@@ -205,6 +209,8 @@ class Swapper:
         self.warnings = []
         self.sleep = sleep
         self.clock = clock
+        self.version_before = None
+        self.image_id_before = None
 
     # -- preparation ---------------------------------------------------------------------------------------
     def _find_container(self):
@@ -228,11 +234,11 @@ class Swapper:
                 container, aside = self.client.inspect_container(name), None
         if container is None:
             raise SwapFailed("container %s does not exist on this Docker engine (%s); nothing changed"
-                             % (name, self.client.docker_host))
+                             % (name, self.client.docker_host), unchanged=True)
         if aside is not None and aside["Id"] != container["Id"]:
             if aside["State"].get("Running"):
                 raise SwapFailed("both %s and %s are running; resolve by hand; nothing changed"
-                                 % (name, name + OLD_SUFFIX))
+                                 % (name, name + OLD_SUFFIX), unchanged=True)
             if not self.check_mode:
                 self.client.remove(aside["Id"], force=True)
             self.warnings.append("%sremoved the stopped %s left by an interrupted run"
@@ -282,7 +288,8 @@ class Swapper:
                 message += " and the pull failed: %s" % pull_error
             elif not self.p.get("pull"):
                 message += " (pull: false)"
-            raise SwapFailed(message + "; nothing changed, %s still runs %s" % (self.p["name"], container_ref))
+            raise SwapFailed(message + "; nothing changed, %s still runs %s" % (self.p["name"], container_ref),
+                             unchanged=True)
         return ref, image
 
     # -- the swap ------------------------------------------------------------------------------------------
@@ -291,6 +298,7 @@ class Swapper:
         old = self._find_container()
         old_image = self.client.inspect_image(old["Image"])
         version_before = image_ref(old, old_image)
+        self.version_before, self.image_id_before = version_before, old["Image"]
         ref, target = self._target(old, version_before)
         spec_before = run_spec(old, old_image)
         result = {
@@ -332,7 +340,8 @@ class Swapper:
         try:
             new_id = self.client.create_container(name + NEW_SUFFIX, create_body(spec, ref))
         except DockerError as exc:
-            raise SwapFailed("creating the new container from %s failed: %s; nothing changed" % (ref, exc.message))
+            raise SwapFailed("creating the new container from %s failed: %s; nothing changed" % (ref, exc.message),
+                             unchanged=True) from exc
         self.actions.append("created %s from %s" % (name + NEW_SUFFIX, ref))
         state = {"stopped_old": False, "renamed_old": False, "renamed_new": False}
         try:
@@ -356,7 +365,7 @@ class Swapper:
             message = "%s on %s failed: %s; restored the old container (%s)" % (name, ref, reason, version_before)
             if logs:
                 message += "; last log lines of the new container: %s" % logs[-1500:]
-            raise SwapFailed(message, restored=True)
+            raise SwapFailed(message, restored=True) from exc
 
         self.client.remove(old["Id"], force=True)
         self.actions.append("removed the old container %s" % old["Id"][:12])
@@ -429,16 +438,23 @@ def main():
         mutually_exclusive=[("image", "tag")],
         supports_check_mode=True,
     )
-    actions = []
+    swapper = None
     try:
         client = DockerClient(module.params["docker_host"], timeout=module.params["api_timeout"])
         swapper = Swapper(client, module.params, module.check_mode)
-        actions = swapper.actions
         result = swapper.run()
-    except SwapFailed as exc:
-        module.fail_json(msg=exc.message, restored=exc.restored, actions=actions, container=module.params["name"])
-    except DockerError as exc:
-        module.fail_json(msg=exc.message, restored=False, actions=actions, container=module.params["name"])
+    except (SwapFailed, DockerError) as exc:
+        unchanged = getattr(exc, "unchanged", False)
+        before = swapper.version_before if swapper else None
+        module.fail_json(
+            msg=exc.message,
+            restored=getattr(exc, "restored", False),
+            container=module.params["name"],
+            actions=swapper.actions if swapper else [],
+            version_before=before,
+            version_after=before if unchanged else None,
+            image_id_before=swapper.image_id_before if swapper else None,
+        )
     for warning in swapper.warnings:
         module.warn(warning)
     result["actions"] = swapper.actions

@@ -134,8 +134,13 @@ results:
     attempts:
       description: Attempts made.
       type: int
+checks:
+  description: The results reduced to C(name), C(ok), C(detail) (the shape runbook reports use).
+  returned: always
+  type: list
+  elements: dict
 healthy:
-  description: True when every check matched.
+  description: True when every check matched (null in check mode).
   returned: always
   type: bool
 """
@@ -328,6 +333,10 @@ def run_checks(checks, attempts, interval, timeout, stop_on_failure=True, reques
     return results
 
 
+def summary(results):
+    return [{"name": r["name"], "ok": r["ok"], "detail": r["detail"]} for r in results]
+
+
 def main():
     check_spec = dict(
         name=dict(type="str"),
@@ -367,7 +376,7 @@ def main():
     if module.check_mode:
         results = [{"name": check_name(c), "url": c["url"], "ok": None, "status": None, "elapsed_ms": None,
                     "attempts": 0, "detail": describe_plan(c, attempts, interval)} for c in p["checks"]]
-        module.exit_json(changed=False, results=results, healthy=None, skipped=True,
+        module.exit_json(changed=False, results=results, checks=summary(results), healthy=None, skipped=True,
                          msg="check mode: %d check(s) not sent" % len(results))
 
     results = run_checks(p["checks"], attempts, interval, timeout, p["stop_on_failure"])
@@ -378,9 +387,10 @@ def main():
             msg="%d of %d HTTP check(s) failed: %s"
             % (len(failed), len(results), "; ".join("%s: %s" % (r["name"], r["detail"]) for r in failed)),
             results=results,
+            checks=summary(results),
             healthy=False,
         )
-    module.exit_json(changed=False, results=results, healthy=True,
+    module.exit_json(changed=False, results=results, checks=summary(results), healthy=True,
                      msg="%d HTTP check(s) passed" % len(results))
 
 

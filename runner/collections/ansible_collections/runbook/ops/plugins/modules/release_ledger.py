@@ -205,7 +205,7 @@ def load(path, container):
     except FileNotFoundError:
         return empty_ledger(container)
     except ValueError as exc:
-        raise LedgerError("ledger %s is not valid JSON (%s); refusing to guess release history" % (path, exc))
+        raise LedgerError("ledger %s is not valid JSON (%s); refusing to guess release history" % (path, exc)) from exc
     if not isinstance(data, dict) or not isinstance(data.get("releases"), list):
         raise LedgerError("ledger %s has an unknown layout; refusing to guess release history" % path)
     data.setdefault("format", FORMAT)
