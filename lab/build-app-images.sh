@@ -9,12 +9,10 @@ outdir=${1:?usage: build-app-images.sh OUTDIR}
 here=$(cd "$(dirname "$0")" && pwd)
 busybox=$(command -v busybox || true)
 [ -x /bin/busybox ] && busybox=/bin/busybox
-if [ -z "$busybox" ] || ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked'; then
-    # `file` may be missing: fall back to ldd's verdict
-    if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
-        echo "a statically linked busybox is needed: apt-get install busybox-static" >&2
-        exit 1
-    fi
+# ldd fails on a static binary: that is the one we want (it runs in an image with no libc)
+if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
+    echo "a statically linked busybox is needed: apt-get install busybox-static" >&2
+    exit 1
 fi
 cc=${CC:-cc}
 work=$(mktemp -d)

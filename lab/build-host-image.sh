@@ -2,13 +2,16 @@
 # Build the lab host root filesystem (Debian bookworm) and pack it as a tarball for `docker import`.
 #
 #   lab/build-host-image.sh OUT.tar
+#   lab/build-host-image.sh --print-mirror     (show the mirrors it would use, and exit)
 #
-# The Debian mirror is read from this machine's apt sources at run time (override: LAB_DEBIAN_MIRROR).
-# Needs root, debootstrap and network access to that mirror. Takes a few minutes; the lab caches the result.
+# The Debian mirror is read from this machine's apt sources at run time ($LAB_APT_DIR, default /etc/apt;
+# override with LAB_DEBIAN_MIRROR and LAB_DEBIAN_SECURITY_MIRROR). Needs root, debootstrap and access to that
+# mirror. Takes a minute or two; the lab caches the result (runner/lab.py).
 set -euo pipefail
 
-out=${1:?usage: build-host-image.sh OUT.tar}
+out=${1:?usage: build-host-image.sh OUT.tar | --print-mirror}
 suite=bookworm
+apt_dir=${LAB_APT_DIR:-/etc/apt}
 packages=(
     python3 python3-requests openssh-server postgresql-15 postgresql-client-15 nginx redis-server
     rsync curl ca-certificates sudo procps iproute2 less
@@ -16,10 +19,10 @@ packages=(
 
 log() { printf '[host-image] %s\n' "$*" >&2; }
 
-# First "deb" URI for the Debian archive (not the security archive) in the apt sources.
+# First "deb" URI in the apt sources that serves suite $1 (bookworm, bookworm-security).
 detect_mirror() {
-    local f uri
-    for f in /etc/apt/sources.list.d/*.sources; do
+    local suite=$1 f uri
+    for f in "$apt_dir"/sources.list.d/*.sources; do
         [ -r "$f" ] || continue
         # deb822: blocks separated by blank lines; take a URIs line of a block whose Suites has $suite
         uri=$(awk -v suite="$suite" '
@@ -38,7 +41,7 @@ detect_mirror() {
             }' "$f")
         if [ -n "$uri" ]; then echo "$uri"; return; fi
     done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    for f in "$apt_dir"/sources.list "$apt_dir"/sources.list.d/*.list; do
         [ -r "$f" ] || continue
         uri=$(awk -v suite="$suite" '
             $1 == "deb" {
@@ -49,10 +52,15 @@ detect_mirror() {
     done
 }
 
-mirror=${LAB_DEBIAN_MIRROR:-$(detect_mirror)}
+mirror=${LAB_DEBIAN_MIRROR:-$(detect_mirror "$suite")}
+security=${LAB_DEBIAN_SECURITY_MIRROR:-$(detect_mirror "$suite-security")}
 if [ -z "$mirror" ]; then
-    echo "no Debian $suite mirror found in /etc/apt/sources.list*; set LAB_DEBIAN_MIRROR" >&2
+    echo "no Debian $suite mirror found in $apt_dir/sources.list*; set LAB_DEBIAN_MIRROR" >&2
     exit 1
+fi
+if [ "$out" = "--print-mirror" ]; then
+    printf 'mirror %s\nsecurity %s\n' "$mirror" "${security:-none}"
+    exit 0
 fi
 
 work=$(mktemp -d "$(dirname "$out")/host-rootfs.XXXXXX")
@@ -72,14 +80,23 @@ debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$work/debootstrap.log
 }
 
 log "installing ${packages[*]}"
-security=${mirror%/debian}/debian-security
 cat >"$root/etc/apt/sources.list" <<SOURCES
 deb $mirror $suite main
 deb $mirror $suite-updates main
 SOURCES
-if [ -z "${LAB_NO_SECURITY:-}" ] && grep -rqs "debian-security" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+if [ -n "$security" ]; then
     echo "deb $security $suite-security main" >>"$root/etc/apt/sources.list"
 fi
+# no documentation, manual pages or translations: the image stays smaller and builds faster
+cat >"$root/etc/dpkg/dpkg.cfg.d/runbook-lab-nodoc" <<'DPKG'
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias
+path-exclude=/usr/share/lintian/*
+DPKG
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 mount -t proc proc "$root/proc"
@@ -94,8 +111,7 @@ umount "$root/proc"
 
 log "trimming"
 rm -f "$root/usr/sbin/policy-rc.d"
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/usr/share/doc/* "$root"/usr/share/man/* \
-    "$root"/usr/share/info/* "$root"/var/log/*.log "$root"/var/log/apt/*
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log "$root"/var/log/apt/*
 # host keys are generated per host at first start (lab/host-init.sh)
 rm -f "$root"/etc/ssh/ssh_host_*
 # no daemon may listen on the default (0.0.0.0) addresses: the host init writes the real configs

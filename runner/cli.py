@@ -12,7 +12,8 @@ from runner.durations import format_seconds
 from runner.errors import ExitStatus, InvalidInput, RunbookError
 from runner.model import Runbook
 from runner.params import ResolvedParams
-from runner.progress import JsonProgress, PlainProgress
+from runner.progress import choose as progress_for
+from runner.progress import one_line
 from runner.runflow import RunOptions, is_tty
 
 Handler = Callable[[argparse.Namespace], int]
@@ -74,11 +75,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     runbook, params, roles = _load_with_params(args)
-    progress = JsonProgress() if args.json else PlainProgress()
-
-    def ask(step: object, question: str) -> bool:
-        answer = input(f"{question} [y/N] ").strip().lower()
-        return answer in ("y", "yes")
+    progress = progress_for(args.json)
 
     options = RunOptions(
         inventory=Path(args.inventory),
@@ -90,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         no_rollback=args.no_rollback,
         strict_budget=args.strict_budget,
         assume_yes=args.yes,
-        approver=ask if is_tty() else None,
+        approver=_ask if is_tty() else None,
         progress=progress,
     )
     result = api.run(runbook, params, options)
@@ -104,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_summary(report: dict[str, object]) -> None:
     print(
         f"status: {report['status']}"
-        + (f" — {report['status_detail']}" if report.get("status_detail") else "")
+        + (f" — {one_line(str(report['status_detail']), 400)}" if report.get("status_detail") else "")
     )
     hosts = report.get("hosts")
     if isinstance(hosts, dict):
@@ -134,7 +131,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         no_rollback=args.no_rollback,
         assume_yes=args.yes,
         approver=_ask if is_tty() else None,
-        progress=JsonProgress() if args.json else PlainProgress(),
+        progress=progress_for(args.json),
     )
     result = api.resume(args.run, options, args.from_step, args.failed_hosts_only, args.param, args.params_file)
     if not args.json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 from runner.errors import InvalidInput
@@ -15,7 +17,8 @@ def resolve_hosts(inventory: Path, patterns: list[str], limit: str | None = None
     from ansible.parsing.dataloader import DataLoader
 
     try:
-        manager = InventoryManager(loader=DataLoader(), sources=[str(inventory)])
+        with contextlib.redirect_stderr(io.StringIO()):  # ansible's own warnings (e.g. host and group share a name)
+            manager = InventoryManager(loader=DataLoader(), sources=[str(inventory)])
         if limit:
             manager.subset(limit)
         return {pattern: [h.name for h in manager.get_hosts(pattern=pattern)] for pattern in patterns}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from runner.errors import LabError
 
@@ -64,6 +65,7 @@ APP_CONTAINER = "backend"
 CONTAINER_PREFIX = "runbook-lab-"
 LABEL = "runbook.lab"
 RELEASES_DIR = "/var/lib/runbook/releases"
+CGROUP_PARENT = "runbook-lab"  # the lab's containers live in /<controller>/runbook-lab/<engine>/<id>
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "lab"
 HOST_RECIPE = ("build-host-image.sh",)
@@ -76,6 +78,37 @@ APP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
 Progress = Callable[[str], None]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:400]
+
+
+def _reported(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Whatever goes wrong underneath (a file system, the Docker API) reaches the user as one LabError line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return func(*args, **kwargs)
+        except LabError as exc:
+            raise LabError(_one_line(exc)) from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise LabError(f"lab {func.__name__}: {exc.strerror or exc}{where}") from None
+        except Exception as exc:
+            import docker
+
+            if isinstance(exc, docker.errors.DockerException):
+                raise LabError(f"lab {func.__name__}: Docker engine error: {_one_line(exc)}") from None
+            raise
+
+    return wrapper
+
+
+_DOCKERDS: dict[str, subprocess.Popen[bytes]] = {}  # the dockerds this process started (reaped on stop)
 
 
 @dataclass
@@ -148,6 +181,13 @@ def _engine(name: str) -> _Engine:
     )
 
 
+def _cgroup_parent() -> str:
+    """One cgroup subtree per lab (a lab with another RUNBOOK_LAB_RUN_DIR must not touch this one's)."""
+    if run_dir() == Path("/run/runbook-lab"):
+        return CGROUP_PARENT
+    return f"{CGROUP_PARENT}-{hashlib.sha256(str(run_dir()).encode()).hexdigest()[:8]}"
+
+
 def _engines() -> list[_Engine]:
     return [_engine("main"), *(_engine(h) for h in APP_HOSTS)]
 
@@ -155,8 +195,13 @@ def _engines() -> list[_Engine]:
 # ---------------------------------------------------------------------------------------------- public API
 
 
+@_reported
 def up(progress: Progress = print) -> LabStatus:
     """Bring the lab up (idempotent: only what is missing is built, started or created)."""
+    return _bring_up(progress, fresh=False)
+
+
+def _bring_up(progress: Progress, fresh: bool) -> LabStatus:
     _preflight()
     with _locked():
         _prepare_dirs()
@@ -165,21 +210,36 @@ def up(progress: Progress = print) -> LabStatus:
         for eng in _engines():
             _start_engine(eng, progress)
         main = _client(_engine("main"))
-        _ensure_host_image(main, progress)
-        _ensure_app_images(main, progress)
-        created = _ensure_hosts(main, progress)
-        _wait_hosts(main, created or list(LAB_HOSTS), progress)
-        started = _ensure_backends(progress)
-        _wait_backends(started, progress)
-    st = status()
+        try:
+            _ensure_host_image(main, progress)
+            if fresh:
+                for name in APP_HOSTS:
+                    client = _client(_engine(name))
+                    try:
+                        _remove_containers(client, None, progress)
+                        with contextlib.suppress(Exception):
+                            client.volumes.prune()
+                        _prune_dangling(client)
+                    finally:
+                        client.close()
+                _remove_containers(main, LABEL, progress)
+                _prune_dangling(main)  # host images of an older recipe
+            _ensure_app_images(main, progress)  # (again after a drill retagged lab/backend:*)
+            created = _ensure_hosts(main, progress)
+            _wait_hosts(main, created, progress)
+            started = _ensure_backends(progress)
+            _wait_backends(started, progress)
+        finally:
+            main.close()
+        # under the lock: another process's reset must not run between the work and this check
+        st = status()
     bad = [h.name for h in st.hosts if not (h.container == "running" and h.ssh_ok)]
     if bad:
-        raise LabError(
-            f"lab hosts not reachable over ssh after up: {', '.join(bad)}; run `runbook lab reset`"
-        )
+        raise LabError(f"lab hosts not reachable over ssh: {', '.join(bad)}; run `runbook lab reset`")
     return st
 
 
+@_reported
 def down(progress: Progress = print) -> None:
     """Remove every lab container, stop every lab dockerd, unmount and remove the runtime directory."""
     _require_root()
@@ -195,6 +255,7 @@ def down(progress: Progress = print) -> None:
     progress("lab is down")
 
 
+@_reported
 def status() -> LabStatus:
     main = _engine("main")
     alive = _engine_alive(main)
@@ -211,7 +272,7 @@ def status() -> LabStatus:
 
     def one(name: str) -> HostStatus:
         state = containers.get(CONTAINER_PREFIX + name, "absent") if alive else "absent"
-        ok = state == "running" and _ssh_ok(name, timeout=5)
+        ok = _ssh_ok(name, timeout=5)
         return HostStatus(name=name, address=LAB_HOSTS[name], container=state, ssh_ok=ok)
 
     with ThreadPoolExecutor(max_workers=len(LAB_HOSTS)) as pool:
@@ -219,32 +280,12 @@ def status() -> LabStatus:
     return LabStatus(daemon_running=alive, image_built=image_built, hosts=hosts, ssh_key=ssh_key_path())
 
 
+@_reported
 def reset(progress: Progress = print) -> LabStatus:
     """Back to the initial state: hosts recreated from the cached image, backends on v1, shop reseeded."""
-    _preflight()
-    with _locked():
-        _prepare_dirs()
-        _ensure_ssh_key(progress)
-        _sync_host_files()
-        for eng in _engines():
-            _start_engine(eng, progress)
-        main = _client(_engine("main"))
-        _ensure_host_image(main, progress)
-        _ensure_app_images(main, progress)
-        for name in APP_HOSTS:
-            client = _client(_engine(name))
-            _remove_containers(client, None, progress)
-            with contextlib.suppress(Exception):
-                client.volumes.prune()
-            client.close()
-        _remove_containers(main, LABEL, progress)
-        _ensure_app_images(main, progress)  # a drill may have retagged lab/backend:*
-        created = _ensure_hosts(main, progress)
-        _wait_hosts(main, created, progress)
-        started = _ensure_backends(progress)
-        _wait_backends(started, progress)
+    st = _bring_up(progress, fresh=True)
     progress("lab reset to its initial state")
-    return status()
+    return st
 
 
 def ssh(host: str, command: list[str]) -> int:
@@ -275,9 +316,7 @@ def ssh_argv(host: str) -> list[str]:
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise LabError(
-            "the lab needs root (it starts dockerd and builds images): run it as root or with sudo"
-        )
+        raise LabError("the lab needs root (it starts dockerd and builds images): run it as root or with sudo")
 
 
 def _need(binary: str, package: str) -> str:
@@ -455,15 +494,14 @@ def _start_engine(eng: _Engine, progress: Progress) -> None:
         if _engine_alive(eng):
             return
         _terminate(pid, STOP_TIMEOUT)
+    _clear_dead_engine(eng, progress)
     progress(f"starting dockerd ({eng.name}) on {eng.socket}")
     for d in (eng.socket.parent, eng.data_root, eng.exec_root, eng.log.parent):
         d.mkdir(parents=True, exist_ok=True)
     eng.socket.unlink(missing_ok=True)
     eng.pidfile.unlink(missing_ok=True)
     config = eng.exec_root.parent / f"daemon-{eng.name}.json"
-    config.write_text(
-        json.dumps({"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "2"}})
-    )
+    config.write_text(json.dumps({"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "2"}}))
     argv = [
         dockerd,
         "--host", f"unix://{eng.socket}",
@@ -476,13 +514,14 @@ def _start_engine(eng: _Engine, progress: Progress) -> None:
         "--data-root", str(eng.data_root),
         "--exec-root", str(eng.exec_root),
         "--pidfile", str(eng.pidfile),
+        "--cgroup-parent", f"/{_cgroup_parent()}/{eng.name}",
         "--config-file", str(config),
     ]  # fmt: skip
     env = {**os.environ, "DOCKER_HOST": "", "XDG_RUNTIME_DIR": ""}
     env.pop("DOCKER_HOST")
     env.pop("XDG_RUNTIME_DIR")
     with open(eng.log, "ab") as log:
-        proc = subprocess.Popen(
+        proc = _DOCKERDS[eng.name] = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -499,9 +538,24 @@ def _start_engine(eng: _Engine, progress: Progress) -> None:
             raise LabError(f"dockerd ({eng.name}) failed to start: {_last_error(eng.log)} (log: {eng.log})")
         time.sleep(0.2)
     raise LabError(
-        f"dockerd ({eng.name}) did not answer on {eng.socket} within {int(DOCKERD_TIMEOUT)} s "
-        f"(log: {eng.log})"
+        f"dockerd ({eng.name}) did not answer on {eng.socket} within {int(DOCKERD_TIMEOUT)} s (log: {eng.log})"
     )
+
+
+def _clear_dead_engine(eng: _Engine, progress: Progress) -> None:
+    """What a dockerd that died leaves behind: its containers (holding the lab's ports), its containerd and
+    shims, mounts and a stale containerd pidfile (which a new dockerd would trust)."""
+    orphans = _cgroup_pids(eng.name)
+    if orphans:
+        progress(f"ending {len(orphans)} leftover processes of {eng.name}'s containers")
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for pid in _lab_processes(str(eng.exec_root) + "/"):
+        _terminate(pid, 5)
+    for mp in _lab_mounts(str(eng.exec_root)):
+        subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+    shutil.rmtree(eng.exec_root, ignore_errors=True)
 
 
 def _last_error(log: Path) -> str:
@@ -536,13 +590,17 @@ def _stop_engine(eng: _Engine, progress: Progress) -> None:
     if pid is not None:
         progress(f"stopping dockerd ({eng.name})")
         _terminate(pid, STOP_TIMEOUT)
+    proc = _DOCKERDS.pop(eng.name, None)
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
     eng.socket.unlink(missing_ok=True)
     eng.pidfile.unlink(missing_ok=True)
 
 
-def _lab_processes() -> list[int]:
-    """Processes left behind by lab engines (containerd, shims, container processes of ours)."""
-    markers = [str(run_dir()) + "/", str(state_dir() / "engines") + "/"]
+def _lab_processes(*markers: str) -> list[int]:
+    """Processes left behind by lab engines (containerd, shims): their command line names a lab directory."""
+    markers = markers or (str(run_dir()) + "/", str(state_dir() / "engines") + "/")
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -556,8 +614,8 @@ def _lab_processes() -> list[int]:
     return found
 
 
-def _lab_mounts() -> list[str]:
-    roots = (str(run_dir()), str(state_dir() / "engines"))
+def _lab_mounts(*roots: str) -> list[str]:
+    roots = roots or (str(run_dir()), str(state_dir() / "engines"))
     points = []
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
@@ -572,10 +630,44 @@ def _lab_mounts() -> list[str]:
     return sorted(points, key=len, reverse=True)
 
 
+def _lab_cgroups() -> list[Path]:
+    """The lab's cgroup directories (every controller), deepest first."""
+    root = Path("/sys/fs/cgroup")
+    found: list[Path] = []
+    parent = _cgroup_parent()
+    for top in [root / parent, *root.glob(f"*/{parent}")]:
+        if top.is_dir():
+            found += [p for p in top.rglob("*") if p.is_dir()] + [top]
+    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+
+
+def _cgroup_pids(engine: str | None = None) -> set[int]:
+    pids: set[int] = set()
+    for cg in _lab_cgroups():
+        if engine is not None and engine not in cg.parts[cg.parts.index(_cgroup_parent()) :]:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            pids |= {int(x) for x in (cg / "cgroup.procs").read_text().split()}
+    return pids
+
+
 def _cleanup_runtime(progress: Progress) -> None:
+    # containers whose dockerd died: their processes are still in the lab's cgroups
+    pids = _cgroup_pids()
+    if pids:
+        progress(f"ending {len(pids)} leftover lab container processes")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     for pid in _lab_processes():
         progress(f"ending leftover lab process {pid}")
         _terminate(pid, 5)
+    deadline = time.monotonic() + 10
+    while _cgroup_pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for cg in _lab_cgroups():
+        with contextlib.suppress(OSError):
+            cg.rmdir()
     for mp in _lab_mounts():
         subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
     left = _lab_mounts()
@@ -635,9 +727,7 @@ def _ensure_host_image(client: Any, progress: Progress) -> None:
     if not tarball.exists():
         _need("debootstrap", "debootstrap")
         progress(f"building the lab host image with debootstrap (once; a few minutes) -> {tarball}")
-        _run_streaming(
-            [str(RECIPES_DIR / "build-host-image.sh"), str(tarball)], "building the host image", progress
-        )
+        _run_streaming([str(RECIPES_DIR / "build-host-image.sh"), str(tarball)], "building the host image", progress)
         for old in cache.glob("host-*.tar"):
             if old != tarball:
                 old.unlink()
@@ -765,6 +855,7 @@ def _ensure_hosts(main: Any, progress: Progress) -> list[str]:
                 detach=True,
                 environment={"LAB_HOST": name, "LAB_ADDR": LAB_HOSTS[name]},
                 labels={LABEL: "1", f"{LABEL}.host": name},
+                extra_hosts=dict(LAB_HOSTS),  # the hosts know each other by name
                 volumes=volumes,
                 tmpfs={"/tmp": "rw,exec,mode=1777"},
                 stop_signal="SIGTERM",
@@ -772,6 +863,11 @@ def _ensure_hosts(main: Any, progress: Progress) -> list[str]:
         except docker.errors.DockerException as exc:
             raise LabError(f"cannot start lab host {name}: {exc}") from None
     return missing
+
+
+def _prune_dangling(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.images.prune(filters={"dangling": True})
 
 
 def _exec_ok(container: Any, argv: list[str]) -> bool:
@@ -786,9 +882,9 @@ def _wait_hosts(main: Any, names: list[str], progress: Progress) -> None:
     import docker
 
     deadline = time.monotonic() + HOST_TIMEOUT
-    pending = list(names)
     if names:
         progress(f"waiting for {', '.join(names)}")
+    pending = list(names or LAB_HOSTS)  # nothing created: check that every host still answers
     while pending:
         for name in list(pending):
             try:
@@ -803,6 +899,8 @@ def _wait_hosts(main: Any, names: list[str], progress: Progress) -> None:
             if not _tcp_ok(LAB_HOSTS[name], SSH_PORT) or not _ssh_ok(name, timeout=10):
                 continue
             if name == "db" and not _pg_ok():
+                continue
+            if name == "lb" and not _tcp_ok(LAB_HOSTS[name], LB_PORT):
                 continue
             pending.remove(name)
         if not pending:

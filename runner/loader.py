@@ -6,7 +6,9 @@ Every problem is collected (not only the first) and raised together as InvalidIn
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,8 @@ from runner import policy, templates
 from runner.durations import parse_duration
 from runner.errors import Diagnostic, InvalidInput
 from runner.model import PHASE_MAIN, PHASE_ON_FAILURE, Notification, Param, Runbook, Step
-from runner.roles import Role, available_roles, find_role, type_error
-from runner.schema import schema_diagnostics
+from runner.roles import ROLE_NAME, Role, available_roles, check_options, find_role
+from runner.schema import regex_problem, schema_diagnostics
 from runner.yamlsource import Located, PathKey, YamlSyntaxError, parse_yaml_file, parse_yaml_text
 
 PARAM_KEYWORDS = ("type", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "items")
@@ -42,23 +44,39 @@ def load_runbook_text(text: str, file: str, roles_paths: list[Path]) -> Runbook:
 
 
 def _validate(located: Located, file: Path, roles_paths: list[Path]) -> Runbook:
+    try:
+        return _validate_located(located, roles_paths)
+    except InvalidInput:
+        raise
+    except RecursionError:
+        diag = Diagnostic(located.file, 1, 1, "runbook nested too deeply to check")
+        raise InvalidInput(str(diag), [diag]) from None
+
+
+def _validate_located(located: Located, roles_paths: list[Path]) -> Runbook:
     data = located.data
-    if data is None:
+    if data is None and not located.problems:
         diag = Diagnostic(
             located.file, 1, 1, "empty file: expected a runbook (apiVersion, kind, metadata, spec)"
         )
         raise InvalidInput(str(diag), [diag])
     if not isinstance(data, dict):
-        diag = located.diagnostic((), "a runbook must be a mapping with apiVersion, kind, metadata and spec")
-        raise InvalidInput(str(diag), [diag])
-    problems = schema_diagnostics(located, "runbook.schema.json")
+        problems = list(located.problems)
+        if data is not None or not problems:
+            problems.append(
+                located.diagnostic((), "a runbook must be a mapping with apiVersion, kind, metadata and spec")
+            )
+        raise InvalidInput("\n".join(map(str, problems)), problems)
+    problems = list(located.problems)
+    problems += schema_diagnostics(located, "runbook.schema.json")
     checker = _SemanticChecker(located, roles_paths)
     runbook = checker.build()
     problems += checker.problems
-    if problems:
+    if problems or runbook is None:
+        if not problems:
+            problems = [located.diagnostic((), "invalid runbook")]
         problems = sorted(dict.fromkeys(problems), key=lambda d: (d.line, d.column, d.message))
         raise InvalidInput("\n".join(map(str, problems)), problems)
-    assert runbook is not None
     return runbook
 
 
@@ -69,6 +87,7 @@ class _SemanticChecker:
         self.located = located
         self.roles_paths = roles_paths
         self.problems: list[Diagnostic] = []
+        self.all_ids: set[str] = set()
 
     def error(self, path: PathKey, message: str, *, key: bool = False) -> None:
         self.problems.append(self.located.diagnostic(path, message, key=key))
@@ -80,6 +99,11 @@ class _SemanticChecker:
         params = self._params(spec.get("params"))
         severity = metadata.get("severity", "SEV3")
         budget_s, budget_from = self._budget(spec.get("budget"), severity)
+        for section in ("steps", "on_failure"):
+            if isinstance(spec.get(section), list):
+                self.all_ids.update(
+                    item["id"] for item in spec[section] if isinstance(item, dict) and isinstance(item.get("id"), str)
+                )
         seen_ids: dict[str, PathKey] = {}
         main = self._steps(spec.get("steps"), ("spec", "steps"), PHASE_MAIN, params, seen_ids, set())
         earlier = {step.id for step in main}
@@ -96,7 +120,7 @@ class _SemanticChecker:
                 title=str(metadata.get("title", "")),
                 severity=str(severity),
                 owner=str(metadata.get("owner", "")),
-                tags=tuple(metadata.get("tags", ())),
+                tags=tuple(str(t) for t in metadata.get("tags", ())),
                 params=params,
                 budget_s=budget_s,
                 budget_from=budget_from,
@@ -104,12 +128,12 @@ class _SemanticChecker:
                 steps=tuple(main),
                 on_failure=tuple(on_failure),
                 notify=tuple(notify),
-                sha256=hashlib.sha256(Path(self.located.file).read_bytes()).hexdigest()
-                if Path(self.located.file).is_file()
-                else "",
+                sha256=_sha256(self.located.file),
             )
         except (KeyError, TypeError, ValueError):
             return None  # the schema errors already say why
+
+    # --- params ------------------------------------------------------------------------------------------
 
     def _params(self, raw: Any) -> dict[str, Param]:
         params: dict[str, Param] = {}
@@ -118,6 +142,7 @@ class _SemanticChecker:
         for name, spec in raw.items():
             if not isinstance(spec, dict):
                 continue
+            path: PathKey = ("spec", "params", str(name))
             schema = {k: spec[k] for k in PARAM_KEYWORDS if k in spec}
             schema.setdefault("type", "string")
             param = Param(
@@ -128,36 +153,56 @@ class _SemanticChecker:
                 default=spec.get("default"),
                 description=str(spec.get("description", "")),
             )
-            if param.has_default and param.default is not None:
-                self._check_default(param, ("spec", "params", str(name), "default"))
-            if "pattern" in spec and isinstance(spec["pattern"], str):
-                import re
-
-                try:
-                    re.compile(spec["pattern"])
-                except re.error as exc:
-                    self.error(("spec", "params", str(name), "pattern"), f"invalid regular expression: {exc}")
+            if self._param_schema_ok(param, path) and param.has_default and param.default is not None:
+                self._check_default(param, (*path, "default"))
             params[str(name)] = param
         return params
+
+    def _param_schema_ok(self, param: Param, path: PathKey) -> bool:
+        """Whether the param's keywords form a usable JSON Schema (the runbook schema reports most mistakes)."""
+        items = param.schema.get("items")
+        if isinstance(items, dict):
+            try:
+                jsonschema.Draft202012Validator.check_schema(items)
+            except jsonschema.SchemaError as exc:
+                self.error((*path, "items"), f"invalid item schema: {_first_line(exc.message)}")
+                return False
+            except Exception:
+                self.error((*path, "items"), "invalid item schema")
+                return False
+        pattern = param.schema.get("pattern")
+        if isinstance(pattern, str) and regex_problem(pattern) is not None:
+            return False  # the schema's regex format check reports it
+        try:
+            jsonschema.Draft202012Validator.check_schema(param.schema)
+        except Exception:
+            return False  # wrong keyword types: reported by the runbook schema
+        return True
 
     def _check_default(self, param: Param, path: PathKey) -> None:
         try:
             validator = jsonschema.Draft202012Validator(param.schema)
             for error in validator.iter_errors(param.default):
-                self.error(path, f"default {param.default!r} breaks the param's own rule: {error.message}")
-        except jsonschema.SchemaError as exc:
-            self.error(path[:-1], f"invalid param definition: {exc.message}")
+                shown = "(secret)" if param.secret else _short_repr(param.default)
+                self.error(path, f"default {shown} breaks the param's own rule: {_rule_message(error)}")
+        except (RecursionError, TypeError, ValueError, re.error, jsonschema.SchemaError) as exc:
+            self.error(path[:-1], f"invalid param definition: {_first_line(str(exc))}")
 
     def _budget(self, raw: Any, severity: Any) -> tuple[float, str]:
         if isinstance(raw, str):
             try:
-                return parse_duration(raw), "runbook"
+                seconds = parse_duration(raw)
             except ValueError:
                 return 0.0, "runbook"  # the schema reports the bad duration
+            if seconds <= 0:
+                self.error(("spec", "budget"), "budget must be longer than zero")
+            return seconds, "runbook"
         try:
             return policy.response_target_s(str(severity)), "severity policy"
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError):
             return 0.0, "severity policy"
+
+    # --- steps -------------------------------------------------------------------------------------------
 
     def _steps(
         self,
@@ -189,7 +234,11 @@ class _SemanticChecker:
             raw_with = item.get("with")
             with_: dict[str, Any] = raw_with if isinstance(raw_with, dict) else {}
             if role is not None and isinstance(item.get("with", {}), dict):
-                self._check_with(role, with_, (*path, "with"))
+                for problem in check_options(role, with_):
+                    at = (*path, "with", *problem.path)
+                    if not problem.path and not with_:
+                        at = path  # no with: at all
+                    self.error(at, problem.message, key=problem.key)
             self._check_templates(item, path, params, available)
             timeout_s = None
             if isinstance(item.get("timeout"), str):
@@ -198,6 +247,7 @@ class _SemanticChecker:
                 if timeout_s is not None and timeout_s <= 0:
                     self.error((*path, "timeout"), "timeout must be longer than zero")
             if isinstance(step_id, str) and isinstance(item.get("uses"), str):
+                retries = item.get("retries", 0)
                 steps.append(
                     Step(
                         id=step_id,
@@ -207,8 +257,8 @@ class _SemanticChecker:
                         name=str(item.get("name", "")),
                         with_=dict(with_),
                         timeout_s=timeout_s,
-                        retries=int(item.get("retries", 0)) if isinstance(item.get("retries", 0), int) else 0,
-                        serial=item.get("serial"),
+                        retries=retries if isinstance(retries, int) and not isinstance(retries, bool) else 0,
+                        serial=item.get("serial") if isinstance(item.get("serial"), (int, str)) else None,
                         when=item.get("when") if isinstance(item.get("when"), str) else None,
                         confirm=item.get("confirm") if isinstance(item.get("confirm"), str) else None,
                         index=index,
@@ -218,35 +268,19 @@ class _SemanticChecker:
         return steps
 
     def _role(self, name: Any, path: PathKey) -> Role | None:
-        if not isinstance(name, str):
-            return None
+        if not isinstance(name, str) or not ROLE_NAME.match(name):
+            return None  # the schema reports a name that cannot be a role
         role = find_role(name, self.roles_paths)
         if role is None:
             known = available_roles(self.roles_paths)
-            import difflib
-
             close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (available: {', '.join(known)})"
+            hint = f"; did you mean {close[0]!r}?" if close else f" (available: {', '.join(known) or 'none'})"
             self.error(path, f"unknown role {name!r}{hint}")
+            return None
+        if role.spec_problem:
+            self.error(path, f"role {name} has an unreadable meta/argument_specs.yml: {role.spec_problem}")
+            return None
         return role
-
-    def _check_with(self, role: Role, with_: dict[str, Any], path: PathKey) -> None:
-        for key, value in with_.items():
-            option = role.options.get(key)
-            if option is None:
-                if key.startswith(role.prefix) and key[len(role.prefix) :] in role.options:
-                    hint = f"; write it without the role prefix: {key[len(role.prefix) :]!r}"
-                else:
-                    suggestion = role.suggest(key)
-                    hint = f"; did you mean {suggestion!r}?" if suggestion else ""
-                self.error((*path, key), f"role {role.name} has no option {key!r}{hint}", key=True)
-                continue
-            problem = type_error(option, value)
-            if problem:
-                self.error((*path, key), f"option {key!r} of role {role.name} {problem}")
-        for option in role.options.values():
-            if option.required and option.name not in with_:
-                self.error(path if with_ else path[:-1], f"role {role.name} needs option {option.name!r}")
 
     def _check_templates(
         self, item: dict[str, Any], path: PathKey, params: dict[str, Param], available: set[str]
@@ -257,12 +291,24 @@ class _SemanticChecker:
                 self.error(sub_path, message)
                 continue
             for ref in templates.references(text, expression=expression):
-                if ref.root == "params" and ref.key not in params:
-                    self.error(sub_path, f"template uses undefined param {ref.key!r}")
-                elif ref.root == "steps" and ref.key not in available:
-                    self.error(
-                        sub_path, f"template uses outputs of step {ref.key!r}, which does not run earlier"
-                    )
+                self._check_reference(ref, sub_path, params, available)
+
+    def _check_reference(
+        self, ref: templates.Reference, at: PathKey, params: dict[str, Param], available: set[str] | None
+    ) -> None:
+        if ref.root == "params" and ref.key not in params:
+            close = difflib.get_close_matches(ref.key, list(params), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.error(at, f"template uses undefined param {ref.key!r}{hint}")
+        elif ref.root == "steps" and available is None:
+            self.error(at, f"template uses outputs of step {ref.key!r}; notifications cannot read step outputs")
+        elif ref.root == "steps" and available is not None and ref.key not in available:
+            if ref.key in self.all_ids:
+                self.error(at, f"template uses outputs of step {ref.key!r}, which does not run earlier")
+            else:
+                close = difflib.get_close_matches(ref.key, sorted(self.all_ids), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.error(at, f"template uses outputs of step {ref.key!r}, but there is no such step{hint}")
 
     def _notify(self, raw: Any, params: dict[str, Param]) -> list[Notification]:
         notes: list[Notification] = []
@@ -278,13 +324,42 @@ class _SemanticChecker:
                     self.error(sub_path, message)
                     continue
                 for ref in templates.references(text):
-                    if ref.root == "params" and ref.key not in params:
-                        self.error(sub_path, f"template uses undefined param {ref.key!r}")
+                    self._check_reference(ref, sub_path, params, None)
             target = {k: v for k, v in item.items() if k not in ("kind", "on")}
-            notes.append(
-                Notification(item["kind"], tuple(item.get("on", ("failure", "rolled_back"))), target)
-            )
+            on = item.get("on", ("failure", "rolled_back"))
+            on = tuple(str(o) for o in on) if isinstance(on, (list, tuple)) else ()
+            notes.append(Notification(item["kind"], on, target))
         return notes
+
+
+def _sha256(file: str) -> str:
+    try:
+        return hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return ""
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _rule_message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message without repeating a long instance."""
+    if error.validator == "type":
+        return f"it must be of type {error.validator_value}"
+    if error.validator == "enum":
+        choices: Any = error.validator_value
+        return "it must be one of: " + ", ".join(str(v) for v in choices)
+    if error.validator == "pattern":
+        return f"it does not match {error.validator_value!r}"
+    if error.validator in ("minimum", "maximum", "minLength", "maxLength", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"{error.validator} is {error.validator_value}"
+    return _first_line(error.message)
 
 
 def _template_fields(item: Any, path: PathKey) -> list[tuple[PathKey, str, bool]]:

@@ -1,14 +1,25 @@
-"""Roles a step can use: where they are and what options their meta/argument_specs.yml accepts."""
+"""Roles a step can use: where they are and what options their meta/argument_specs.yml accepts.
+
+check_options() validates a step's `with:` against the spec the way Ansible's argument spec validation does
+(required, unknown, type, choices, list elements, sub-options of dicts and lists of dicts). Validation before
+params are known is strict (a number where a string is expected is fine, a string where a number is expected is
+not) and skips template values; once templates are rendered it is lenient like Ansible (the string "5" is an int).
+"""
 
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+
+ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+SPEC_FILE = Path("meta") / "argument_specs.yml"
 
 
 @dataclass(frozen=True)
@@ -18,10 +29,12 @@ class RoleOption:
     type: str = "str"
     required: bool = False
     default: Any = None
+    has_default: bool = False
     choices: tuple[Any, ...] = ()
     elements: str | None = None
     no_log: bool = False
     description: str = ""
+    options: dict[str, RoleOption] = field(default_factory=dict)  # sub-options of a dict / list of dicts
 
 
 @dataclass(frozen=True)
@@ -31,14 +44,22 @@ class Role:
     short_description: str = ""
     options: dict[str, RoleOption] = field(default_factory=dict)
     needs_facts: bool = False
+    description: tuple[str, ...] = ()
+    changes: str | None = None  # x_runbook_changes: what a step of this role changes, with {option} fields
+    spec_problem: str | None = None  # why meta/argument_specs.yml could not be read (None when fine)
+    has_spec: bool = False
 
     @property
     def prefix(self) -> str:
         return f"{self.name}_"
 
     def suggest(self, unknown: str) -> str | None:
-        close = difflib.get_close_matches(unknown, list(self.options), n=1, cutoff=0.6)
-        return close[0] if close else None
+        return suggest(unknown, list(self.options))
+
+
+def suggest(unknown: str, known: list[str]) -> str | None:
+    close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _description(value: Any) -> str:
@@ -47,81 +68,119 @@ def _description(value: Any) -> str:
     return str(value or "")
 
 
-@lru_cache(maxsize=256)
-def _load_role(path: Path) -> Role:
-    name = path.name
-    spec_file = path / "meta" / "argument_specs.yml"
+def _paragraphs(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return (str(value),) if value else ()
+
+
+class SpecError(ValueError):
+    pass
+
+
+def _options(raw: Any, prefix: str, where: str) -> dict[str, RoleOption]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}options must be a mapping")
     options: dict[str, RoleOption] = {}
-    short = ""
-    needs_facts = False
-    if spec_file.is_file():
+    for full, spec in raw.items():
+        full = str(full)
+        spec = spec if spec is not None else {}
+        if not isinstance(spec, dict):
+            raise SpecError(f"option {where}{full} must be a mapping")
+        short_name = full[len(prefix) :] if prefix and full.startswith(prefix) else full
+        choices = spec.get("choices") or ()
+        if not isinstance(choices, (list, tuple)):
+            raise SpecError(f"choices of option {where}{full} must be a list")
+        elements = spec.get("elements")
+        options[short_name] = RoleOption(
+            name=short_name,
+            full_name=full,
+            type=str(spec.get("type", "str")),
+            required=bool(spec.get("required", False)),
+            default=spec.get("default"),
+            has_default="default" in spec,
+            choices=tuple(choices),
+            elements=str(elements) if elements is not None else None,
+            no_log=bool(spec.get("no_log", False)),
+            description=_description(spec.get("description")),
+            options=_options(spec.get("options"), "", f"{where}{short_name}.") if "options" in spec else {},
+        )
+    return options
+
+
+@lru_cache(maxsize=256)
+def _load_role(path: Path, mtime_ns: int) -> Role:
+    name = path.name
+    spec_file = path / SPEC_FILE
+    if not spec_file.is_file():
+        return Role(name=name, path=path)
+    try:
         data = YAML(typ="safe").load(spec_file.read_text(encoding="utf-8")) or {}
-        main = (data.get("argument_specs") or {}).get("main") or {}
-        short = _description(main.get("short_description"))
-        needs_facts = bool(main.get("x_runbook_needs_facts", False))
-        for full, spec in (main.get("options") or {}).items():
-            spec = spec or {}
-            short_name = full[len(name) + 1 :] if full.startswith(f"{name}_") else full
-            options[short_name] = RoleOption(
-                name=short_name,
-                full_name=full,
-                type=str(spec.get("type", "str")),
-                required=bool(spec.get("required", False)),
-                default=spec.get("default"),
-                choices=tuple(spec.get("choices") or ()),
-                elements=spec.get("elements"),
-                no_log=bool(spec.get("no_log", False)),
-                description=_description(spec.get("description")),
-            )
-    return Role(name=name, path=path, short_description=short, options=options, needs_facts=needs_facts)
+        if not isinstance(data, dict):
+            raise SpecError("expected a mapping with argument_specs")
+        specs = data.get("argument_specs") or {}
+        if not isinstance(specs, dict):
+            raise SpecError("argument_specs must be a mapping")
+        main = specs.get("main") or {}
+        if not isinstance(main, dict):
+            raise SpecError("argument_specs.main must be a mapping")
+        changes = main.get("x_runbook_changes")
+        return Role(
+            name=name,
+            path=path,
+            short_description=_description(main.get("short_description")),
+            options=_options(main.get("options"), f"{name}_", ""),
+            needs_facts=bool(main.get("x_runbook_needs_facts", False)),
+            description=_paragraphs(main.get("description")),
+            changes=str(changes) if changes else None,
+            has_spec=True,
+        )
+    except Exception as exc:  # a broken spec is reported where the role is used, never a traceback
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Role(name=name, path=path, spec_problem=f"{spec_file}: {detail}", has_spec=True)
+
+
+def _role_dir(name: str, base: Path) -> Path | None:
+    if not ROLE_NAME.match(name):
+        return None
+    candidate = base / name
+    try:
+        return candidate if (candidate / "tasks" / "main.yml").is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def find_role(name: str, search_paths: list[Path]) -> Role | None:
     for base in search_paths:
-        candidate = base / name
-        if (candidate / "tasks" / "main.yml").is_file():
-            return _load_role(candidate)
+        candidate = _role_dir(name, base)
+        if candidate is not None:
+            spec = candidate / SPEC_FILE
+            try:
+                mtime = spec.stat().st_mtime_ns
+            except OSError:
+                mtime = 0
+            return _load_role(candidate, mtime)
     return None
 
 
 def available_roles(search_paths: list[Path]) -> list[str]:
     names: set[str] = set()
     for base in search_paths:
-        if base.is_dir():
-            names.update(p.name for p in base.iterdir() if (p / "tasks" / "main.yml").is_file())
+        try:
+            entries = list(base.iterdir()) if base.is_dir() else []
+        except OSError:
+            continue
+        names.update(p.name for p in entries if _role_dir(p.name, base) is not None)
     return sorted(names)
 
 
-_TYPE_CHECKS: dict[str, tuple[type, ...]] = {
-    "str": (str,),
-    "path": (str,),
-    "raw": (object,),
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "list": (list,),
-    "dict": (dict,),
-}
+# --- checking values against options -------------------------------------------------------------------------
 
+RelPath = tuple[str | int, ...]
 
-def type_error(option: RoleOption, value: Any) -> str | None:
-    """Why value does not fit the option (None when it fits). Template strings are checked later."""
-    if is_template(value):
-        return None
-    expected = _TYPE_CHECKS.get(option.type)
-    if expected is None:
-        return None
-    if option.type == "int" and isinstance(value, bool):
-        return f"expects an integer, got {value!r}"
-    if option.type in ("str", "path") and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return None  # Ansible converts numbers to strings for str options
-    if not isinstance(value, expected):
-        return f"expects {_TYPE_NAMES.get(option.type, option.type)}, got {_kind(value)}"
-    if option.choices and value not in option.choices:
-        allowed = ", ".join(str(c) for c in option.choices)
-        return f"must be one of: {allowed} (got {value!r})"
-    return None
-
+_BOOL_WORDS = {"yes", "no", "true", "false", "on", "off", "1", "0", "y", "n", "t", "f", "1.0", "0.0"}
 
 _TYPE_NAMES = {
     "str": "a string",
@@ -132,6 +191,194 @@ _TYPE_NAMES = {
     "list": "a list",
     "dict": "a mapping",
 }
+
+
+@dataclass(frozen=True)
+class OptionProblem:
+    path: RelPath  # relative to the step's with: mapping
+    message: str
+    key: bool = False  # points at the key rather than the value
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _label(path: RelPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def check_options(role: Role, with_: dict[str, Any], *, lenient: bool = False) -> list[OptionProblem]:
+    """Every problem of a step's with: against the role's options (unknown, required, type, choices)."""
+    problems: list[OptionProblem] = []
+    for raw_key in with_:
+        key = str(raw_key)
+        if key not in role.options:
+            if key.startswith(role.prefix) and key[len(role.prefix) :] in role.options:
+                hint = f"; write it without the role prefix: {key[len(role.prefix) :]!r}"
+            elif not role.options:
+                hint = " (the role declares no options in meta/argument_specs.yml)"
+            else:
+                close = role.suggest(key)
+                hint = f"; did you mean {close!r}?" if close else ""
+            problems.append(OptionProblem((key,), f"role {role.name} has no option {key!r}{hint}", key=True))
+    for option in role.options.values():
+        if option.name in with_:
+            problems += _check_value(role, option, with_[option.name], (option.name,), lenient)
+        elif option.required:
+            problems.append(OptionProblem((), f"role {role.name} needs option {option.name!r}"))
+    return problems
+
+
+def _check_sub(
+    role: Role, options: dict[str, RoleOption], value: dict[str, Any], at: RelPath, lenient: bool
+) -> list[OptionProblem]:
+    problems: list[OptionProblem] = []
+    for key in value:
+        key = str(key)
+        if key not in options:
+            close = suggest(key, list(options))
+            hint = f"; did you mean {close!r}?" if close else f" (it takes: {', '.join(options)})"
+            problems.append(
+                OptionProblem((*at, key), f"role {role.name} has no option {_label((*at, key))!r}{hint}", key=True)
+            )
+    for option in options.values():
+        if option.name in value:
+            problems += _check_value(role, option, value[option.name], (*at, option.name), lenient)
+        elif option.required:
+            problems.append(OptionProblem(at, f"role {role.name} needs option {_label((*at, option.name))!r}"))
+    return problems
+
+
+def _check_value(role: Role, option: RoleOption, value: Any, at: RelPath, lenient: bool) -> list[OptionProblem]:
+    if is_template(value):
+        return []  # checked once params are known (runner.typecheck)
+    label = _label(at)
+    ok, converted = convert(option.type, value, lenient=lenient)
+    if not ok:
+        expected = _TYPE_NAMES.get(option.type, option.type)
+        return [OptionProblem(at, f"option {label!r} of role {role.name} expects {expected}, got {_show(value)}")]
+    problems: list[OptionProblem] = []
+    if option.type == "list" and isinstance(converted, list):
+        for index, item in enumerate(converted):
+            item_at = (*at, index)
+            if is_template(item):
+                continue
+            if option.elements:
+                good, item_value = convert(option.elements, item, lenient=lenient)
+                if not good:
+                    expected = _TYPE_NAMES.get(option.elements, option.elements)
+                    problems.append(
+                        OptionProblem(
+                            item_at,
+                            f"option {_label(item_at)!r} of role {role.name} expects {expected}, got {_show(item)}",
+                        )
+                    )
+                    continue
+                item = item_value
+            if option.choices and _hashable_not_in(item, option.choices):
+                problems.append(OptionProblem(item_at, _choices_message(role, item_at, option, item)))
+            if option.options and isinstance(item, dict):
+                problems += _check_sub(role, option.options, item, item_at, lenient)
+        return problems
+    if option.choices and _hashable_not_in(converted, option.choices):
+        problems.append(OptionProblem(at, _choices_message(role, at, option, value)))
+    if option.options and isinstance(converted, dict):
+        problems += _check_sub(role, option.options, converted, at, lenient)
+    return problems
+
+
+def _hashable_not_in(value: Any, choices: tuple[Any, ...]) -> bool:
+    try:
+        return value not in choices
+    except TypeError:
+        return True
+
+
+def _choices_message(role: Role, at: RelPath, option: RoleOption, value: Any) -> str:
+    allowed = ", ".join(str(c) for c in option.choices)
+    return f"option {_label(at)!r} of role {role.name} must be one of: {allowed} (got {_show(value)})"
+
+
+def _show(value: Any) -> str:
+    """A value for a message: its kind, and the value itself when short."""
+    kind = _kind(value)
+    if isinstance(value, (dict, list)) or value is None:
+        return kind
+    text = repr(value)
+    return f"{kind} {text}" if len(text) <= 40 else kind
+
+
+def convert(type_name: str, value: Any, *, lenient: bool) -> tuple[bool, Any]:
+    """Whether value fits an argument_specs type, and the value as Ansible would pass it on."""
+    if type_name == "raw" or type_name not in _TYPE_NAMES:
+        return True, value
+    if type_name in ("str", "path"):
+        if isinstance(value, str):
+            return True, value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, str(value)  # Ansible converts numbers to strings for str options
+        if lenient and isinstance(value, bool):
+            return True, str(value)
+        return False, value
+    if type_name == "int":
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, int):
+            return True, value
+        if lenient and isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value) and len(value) < 40:
+            return True, int(value)
+        if lenient and isinstance(value, float) and value.is_integer():
+            return True, int(value)
+        return False, value
+    if type_name == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        if lenient and isinstance(value, str):
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
+        return False, value
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return True, value
+        if lenient and isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return True, value.strip().lower() in ("yes", "true", "on", "1", "y", "t", "1.0")
+        if lenient and isinstance(value, (int, float)) and value in (0, 1):
+            return True, bool(value)
+        return False, value
+    if type_name == "list":
+        if isinstance(value, list):
+            return True, value
+        if lenient and isinstance(value, str):
+            return True, [part.strip() for part in value.split(",")] if value else []
+        if lenient and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, [str(value)]
+        return False, value
+    if type_name == "dict":
+        if isinstance(value, dict):
+            return True, value
+        if lenient and isinstance(value, str):
+            if value.strip().startswith("{"):
+                try:
+                    loaded = json.loads(value)
+                except ValueError:
+                    return False, value
+                return isinstance(loaded, dict), loaded
+            return "=" in value, value
+        return False, value
+    return True, value
+
+
+def type_error(option: RoleOption, value: Any) -> str | None:
+    """Why value does not fit the option (None when it fits). Template strings are checked later."""
+    for problem in _check_value(Role(name="role", path=Path()), option, value, (option.name,), False):
+        return problem.message
+    return None
 
 
 def _kind(value: Any) -> str:
@@ -150,7 +397,3 @@ def _kind(value: Any) -> str:
     if value is None:
         return "nothing (null)"
     return type(value).__name__
-
-
-def is_template(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)

@@ -125,6 +125,7 @@ class _Run:
         self.results: dict[tuple[str, str, str], HostStepResult] = {}
         self.order: list[tuple[str, str, str]] = []
         self.first_failure_at: str | None = None
+        self.last_seen: dict[tuple[str, str, str], tuple[str, str]] = {}
         self.stopped_message = ""
 
     def emit(self, kind: str, **data: Any) -> None:
@@ -133,6 +134,10 @@ class _Run:
 
     def on_result(self, result: HostStepResult) -> None:
         key = (result.phase, result.step_id, result.host)
+        snapshot = (result.status, result.message)
+        if self.last_seen.get(key) == snapshot:
+            return  # a role re-raising the same failure (rescue -> fail) is one result, not two
+        self.last_seen[key] = snapshot
         if key not in self.results:
             self.order.append(key)
         self.results[key] = result

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
 import jsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 
 from runner.errors import Diagnostic
 from runner.paths import SCHEMAS_DIR
@@ -20,10 +21,34 @@ def load_schema(name: str) -> dict[str, Any]:
     return data
 
 
+DURATION_PATTERN = "^[0-9]+(ms|s|m|h|d)$"
+_REGEX_ERRORS = (re.error, OverflowError, RecursionError, ValueError, TypeError, MemoryError)
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why pattern is not a usable regular expression (None when it is)."""
+    try:
+        re.compile(pattern)
+    except _REGEX_ERRORS as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _format_checker() -> FormatChecker:
+    checker = FormatChecker()
+
+    @checker.checks("regex")
+    def _is_regex(instance: object) -> bool:
+        # jsonschema's own check lets OverflowError/RecursionError escape on hostile patterns
+        return not isinstance(instance, str) or regex_problem(instance) is None
+
+    return checker
+
+
 @lru_cache(maxsize=8)
 def validator(name: str) -> Draft202012Validator:
     schema = load_schema(name)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema, format_checker=_format_checker())
 
 
 def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
@@ -44,13 +69,20 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, bool]:
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return f"missing required key {missing!r}", False
     if validator_name == "pattern":
-        return f"{error.instance!r} does not match {error.validator_value!r}", False
+        if error.validator_value == DURATION_PATTERN:
+            return (
+                f"{_short(error.instance)} does not match a duration: a whole number and ms, s, m, h or d (90s, 5m)",
+                False,
+            )
+        return f"{_short(error.instance)} does not match {error.validator_value!r}", False
+    if validator_name == "format" and error.validator_value == "regex":
+        return f"invalid regular expression: {regex_problem(str(error.instance))}", False
     if validator_name == "enum":
         choices: Any = error.validator_value
         allowed = ", ".join(str(v) for v in choices)
-        return f"{error.instance!r} is not one of: {allowed}", False
+        return f"{_short(error.instance)} is not one of: {allowed}", False
     if validator_name == "const":
-        return f"must be {error.validator_value!r}, got {error.instance!r}", False
+        return f"must be {error.validator_value!r}, got {_short(error.instance)}", False
     if validator_name == "type":
         return f"must be {_type_name(error.validator_value)}, got {_kind(error.instance)}", False
     if validator_name == "minItems" and error.validator_value == 1:
@@ -58,6 +90,14 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, bool]:
     if validator_name == "propertyNames":
         return f"invalid name: {error.message}", True
     return error.message, False
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _instance_keys(error: jsonschema.ValidationError) -> list[str]:

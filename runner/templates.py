@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2 import nodes
+from jinja2 import meta, nodes
 
 _ENV = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
 
@@ -22,25 +22,44 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-def syntax_error(text: str, *, expression: bool = False) -> str | None:
-    """Message for a Jinja syntax error in text (None when fine)."""
-    source = "{{ " + text + " }}" if expression else text
+def _source(text: str, expression: bool) -> str:
+    return "{{ " + text + " }}" if expression else text
+
+
+def parse(text: str, *, expression: bool = False) -> nodes.Template | str:
+    """The template's syntax tree, or a message saying why it cannot be parsed (never raises)."""
     try:
-        _ENV.parse(source)
+        return _ENV.parse(_source(text, expression))
     except jinja2.TemplateSyntaxError as exc:
         return f"Jinja syntax error: {exc.message}"
     except (RecursionError, MemoryError):
         return "Jinja template is too deeply nested"
-    return None
+    except Exception as exc:  # jinja2 on hostile input: report, never a traceback
+        return f"Jinja template cannot be parsed ({type(exc).__name__})"
+
+
+def syntax_error(text: str, *, expression: bool = False) -> str | None:
+    """Message for a Jinja syntax error in text (None when fine)."""
+    if expression and ("{{" in text or "{%" in text):
+        stripped = text.strip()
+        if stripped.startswith("{{") and stripped.endswith("}}"):
+            return "a condition is already a Jinja expression: write it without {{ }}"
+    tree = parse(text, expression=expression)
+    return tree if isinstance(tree, str) else None
 
 
 def references(text: str, *, expression: bool = False) -> list[Reference]:
     """params.X / params['X'] / steps.ID.KEY references in a template (empty on syntax errors)."""
-    source = "{{ " + text + " }}" if expression else text
-    try:
-        tree = _ENV.parse(source)
-    except (jinja2.TemplateSyntaxError, RecursionError, MemoryError):
+    tree = parse(text, expression=expression)
+    if isinstance(tree, str):
         return []
+    try:
+        return _references(tree)
+    except RecursionError:
+        return []
+
+
+def _references(tree: nodes.Template) -> list[Reference]:
     found: list[Reference] = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         chain = _chain(node)
@@ -48,6 +67,17 @@ def references(text: str, *, expression: bool = False) -> list[Reference]:
             found.append(Reference(chain[0], chain[1], chain[2] if len(chain) > 2 else None))
     unique: dict[Reference, None] = dict.fromkeys(found)
     return list(unique)
+
+
+def free_names(text: str, *, expression: bool = False) -> set[str] | None:
+    """Variables a template reads from its context (None when it cannot be parsed)."""
+    tree = parse(text, expression=expression)
+    if isinstance(tree, str):
+        return None
+    try:
+        return set(meta.find_undeclared_variables(tree))
+    except RecursionError:
+        return None
 
 
 def _chain(node: nodes.Node) -> list[str]:

@@ -28,3 +28,9 @@ def lab() -> lab_driver.LabStatus:
             pytest.fail(f"the lab is required (RUNBOOK_REQUIRE_LAB=1) but cannot start: {exc}", pytrace=False)
         pytest.skip(f"the lab cannot start: {exc}")
     return status
+
+
+@pytest.fixture
+def fresh_lab(lab: lab_driver.LabStatus) -> lab_driver.LabStatus:
+    """The lab in its initial state (hosts recreated, backends on v1, shop reseeded): a few seconds."""
+    return lab_driver.reset(progress=lambda _line: None)

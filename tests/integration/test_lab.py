@@ -25,6 +25,12 @@ INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
 ANSIBLE = Path(sys.executable).parent / "ansible"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def initial_state(lab: lab_driver.LabStatus) -> lab_driver.LabStatus:
+    """Tests that ran before (drills) may have left the lab elsewhere: start these from the initial state."""
+    return lab_driver.reset(progress=lambda _line: None)
+
+
 def ssh_output(host: str, *command: str) -> subprocess.CompletedProcess[str]:
     argv = [*lab_driver.ssh_argv(host), "-o", "ConnectTimeout=10", "--", shlex.join(command)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
@@ -233,3 +239,30 @@ def test_reset_restores_the_initial_state(lab: lab_driver.LabStatus) -> None:
         code, body = http_get(f"http://{lab_driver.LAB_HOSTS[host]}:8080/health")
         assert (code, json.loads(body)["version"]) == (200, "v1")
     assert elapsed < 45, f"reset took {elapsed:.1f} s"
+
+
+@pytest.mark.skipif(
+    os.environ.get("RUNBOOK_LAB_TEST_DOWN") != "1",
+    reason="takes the shared lab down and up again; set RUNBOOK_LAB_TEST_DOWN=1",
+)
+def test_down_leaves_nothing_and_up_comes_back(lab: lab_driver.LabStatus) -> None:
+    lab_driver.down(progress=lambda _line: None)
+
+    assert not Path("/run/runbook-lab").exists()
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert "/run/runbook-lab" not in mounts
+    assert "/var/lib/runbook-lab/engines" not in mounts
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert "runbook-lab" not in ps
+    listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+    assert "127.0.10." not in listening
+    status = lab_driver.status()
+    assert not status.daemon_running
+    assert all(h.container == "absent" and not h.ssh_ok for h in status.hosts)
+
+    start = time.monotonic()
+    status = lab_driver.up(progress=lambda _line: None)
+    elapsed = time.monotonic() - start
+    assert all(h.container == "running" and h.ssh_ok for h in status.hosts)
+    assert elapsed < 120, f"up after down took {elapsed:.1f} s (the image must come from the cache)"
+    assert counts() == (1000, 100)

@@ -19,8 +19,9 @@ description:
   - The ledger is the only source of release history; nothing is inferred from file times.
   - Writes are atomic (temporary file, fsync, rename, fsync of the directory) under an exclusive C(fcntl) lock on
     C(<ledger_dir>/.<container>.lock), so concurrent writers never lose a release.
-  - O(action=query) returns the current release and C(previous) - the newest release before the current one that
-    was verified healthy and runs a different image than the current one (null when there is none).
+  - O(action=query) returns the current release, C(previous) - the newest release before the current one that
+    was verified healthy and runs a different image than the current one (null when there is none) - and
+    C(last_verified) - the newest verified release, which may be the current one.
   - O(action=record) appends a release and makes it current. When the ledger is empty (or its current release is
     not what ran before the change) and O(adopt) describes what ran, that is first recorded as an unverified
     C(adopt) release. Recording the image the current release already has changes nothing.
@@ -139,6 +140,10 @@ current:
 previous:
   description: Newest verified release before the current one with a different image, or null.
   returned: always
+  type: dict
+last_verified:
+  description: The newest release that was verified healthy (possibly the current one), or null.
+  returned: when action is query
   type: dict
 release:
   description: The release recorded or marked by this call (the current one when nothing was written).
@@ -298,6 +303,12 @@ def previous_release(ledger, running=None):
     return max(candidates, key=lambda r: r["id"])
 
 
+def last_verified_release(ledger):
+    """The newest release that was verified healthy (it may be the current one), or None."""
+    verified = [r for r in ledger["releases"] if r.get("verified")]
+    return max(verified, key=lambda r: r["id"]) if verified else None
+
+
 def append_release(ledger, data, action, now, verified=False, note=None, source_release=None):
     release = {
         "id": ledger["next_id"],
@@ -425,6 +436,7 @@ def main():
             result.update(
                 current=current,
                 previous=previous_release(ledger, running),
+                last_verified=last_verified_release(ledger),
                 releases=len(ledger["releases"]),
             )
             module.exit_json(**result)

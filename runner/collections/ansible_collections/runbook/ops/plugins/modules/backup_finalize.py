@@ -1,0 +1,240 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: runbook-runner maintainers
+# License: Apache-2.0
+"""Second half of a backup: .partial -> final name, sha256 of every file, manifest last, then .latest."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: backup_finalize
+short_description: Turn a verified .partial into a backup - rename, checksums, manifest, .latest marker
+description:
+  - In this order, each step durable before the next - fsync the C(.partial) data, sha256 every file,
+    rename C(.partial) to the final name, fsync the directory, write C(<name>.manifest.json) (through a
+    C(.tmp) file, fsynced, renamed), then point the C(.latest) marker at the backup the same way.
+  - A backup without a manifest is incomplete by definition (M(runbook.ops.backup_verify) refuses it), so
+    an interruption at any moment never leaves something that looks complete; C(.latest) only ever names a
+    backup whose manifest is already on disk.
+  - In check mode, says what it would do.
+version_added: "0.1.0"
+author: runbook-runner maintainers
+options:
+  dir: {description: Backup directory., type: path, required: true}
+  name: {description: Backup name., type: str, required: true}
+  kind: {description: What the backup is of., type: str, choices: [postgres, mongodb], required: true}
+  format: {description: Data format., type: str, choices: [custom, directory, archive], required: true}
+  database: {description: Database the backup is of., type: str, required: true}
+  metadata: {description: More manifest fields (versions, tables and row counts, started...)., type: dict, default: {}}
+  update_latest: {description: Point the C(.latest) marker at this backup., type: bool, default: true}
+"""
+
+EXAMPLES = r"""
+- name: Finalize the backup
+  runbook.ops.backup_finalize:
+    dir: /var/backups/runbook/postgres/shop
+    name: shop-20250101T000000Z
+    kind: postgres
+    format: custom
+    database: shop
+    metadata: {tables: {public.orders: 1000}}
+"""
+
+RETURN = r"""
+backup: {description: "{path, size, sha256, database, format, name, manifest} of the backup.", returned: always, type: dict}
+manifest: {description: The manifest written., returned: success, type: dict}
+latest: {description: Whether the .latest marker now names this backup., returned: always, type: bool}
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import time
+
+try:
+    from ansible.module_utils.basic import AnsibleModule
+except ImportError:  # imported as a plain library on a host (drills, tests): stdlib only
+    AnsibleModule = None
+
+# ==== runbook.ops shared block: files (identical in every module that has it; tests/unit checks) ====
+CHUNK = 1024 * 1024
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(CHUNK)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_path(path):
+    """fsync a file, or a directory entry table."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path):
+    """fsync a file, or every file of a directory tree and the directories themselves."""
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            for name in files:
+                fsync_path(os.path.join(root, name))
+            fsync_path(root)
+    else:
+        fsync_path(path)
+
+
+def data_files(path):
+    """Files of a backup's data (a file, or every file under a directory), sorted, as absolute paths."""
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            found.extend(os.path.join(root, name) for name in sorted(files))
+        return found
+    return [path]
+
+
+def listing_digest(entries):
+    """sha256 of a multi-file backup: over `sha256  relative/path` lines, sorted by path (sha256sum style)."""
+    lines = "".join("%s  %s\n" % (e["sha256"], e["path"]) for e in sorted(entries, key=lambda e: e["path"]))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def write_atomic(path, data):
+    """Write bytes to path through path.tmp: fsync, rename, fsync the directory."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    fsync_path(os.path.dirname(path) or ".")
+
+
+def safe_file_part(text):
+    """A database name as it may appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "_"
+
+
+DATA_SUFFIX = {"custom": ".dump", "directory": ".dir", "archive": ".archive.gz"}
+PARTIAL_SUFFIX = ".partial"
+MANIFEST_SUFFIX = ".manifest.json"
+LATEST_MARKER = ".latest"
+MANIFEST_VERSION = 1
+
+
+def backup_paths(directory, name, fmt):
+    """Where a backup's pieces live: <name>.dump|.dir|.archive.gz, its .partial, <name>.manifest.json."""
+    data = os.path.join(directory, name + DATA_SUFFIX[fmt])
+    return {"data": data, "partial": data + PARTIAL_SUFFIX,
+            "manifest": os.path.join(directory, name + MANIFEST_SUFFIX)}
+
+
+# ==== end of shared block: files ====
+
+
+def finalize(params, check_mode=False):
+    directory = os.path.abspath(params["dir"])
+    name = params["name"]
+    fmt = params["format"]
+    if "/" in name or name.startswith("."):
+        raise ValueError("invalid backup name %r" % name)
+    paths = backup_paths(directory, name, fmt)
+    rel_data = os.path.basename(paths["data"])
+    summary = {"path": paths["data"], "size": 0, "sha256": "", "database": params["database"], "format": fmt,
+               "name": name, "manifest": paths["manifest"]}
+    result = {"changed": True, "backup": summary, "latest": bool(params.get("update_latest", True))}
+    if check_mode:
+        result["msg"] = "would finalize %s: rename %s, write %s%s" % (
+            name, paths["partial"], paths["manifest"], ", update .latest" if result["latest"] else "")
+        return result
+    if os.path.exists(paths["manifest"]) or os.path.lexists(paths["data"]):
+        raise ValueError("backup %s already exists in %s" % (name, directory))
+    if not os.path.lexists(paths["partial"]):
+        raise ValueError("%s is missing: nothing to finalize" % paths["partial"])
+    for full in data_files(paths["partial"]):
+        os.chmod(full, 0o600)  # backups hold the data: owner only, like the 0700 directory they are in
+    fsync_tree(paths["partial"])
+    entries = []
+    for full in data_files(paths["partial"]):
+        rel = os.path.relpath(full, paths["partial"])
+        rel = rel_data if rel == "." else os.path.join(rel_data, rel)
+        entries.append({"path": rel, "size": os.path.getsize(full), "sha256": sha256_file(full)})
+    if not entries or sum(e["size"] for e in entries) == 0:
+        raise ValueError("%s is empty: nothing to finalize" % paths["partial"])
+    os.rename(paths["partial"], paths["data"])
+    fsync_path(directory)
+    digest = entries[0]["sha256"] if fmt != "directory" else listing_digest(entries)
+    size = sum(e["size"] for e in entries)
+    manifest = dict(params.get("metadata") or {})
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    manifest.update({
+        "manifest_version": MANIFEST_VERSION,
+        "kind": params["kind"],
+        "name": name,
+        "database": params["database"],
+        "format": fmt,
+        "data": rel_data,
+        "size": size,
+        "sha256": digest,
+        "files": entries,
+        "finished": finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    })
+    started = manifest.get("started")
+    if started:
+        try:
+            t0 = datetime.datetime.strptime(started, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+            manifest["duration_s"] = round((finished - t0).total_seconds(), 3)
+        except ValueError:
+            pass
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    write_atomic(paths["manifest"], text.encode("utf-8"))
+    if result["latest"]:
+        write_atomic(os.path.join(directory, LATEST_MARKER), (name + "\n").encode("utf-8"))
+    summary.update(size=size, sha256=digest)
+    result.update(manifest=manifest, duration_s=manifest.get("duration_s"))
+    result["msg"] = "backup %s finalized (%d bytes, sha256 %s)%s" % (
+        name, size, digest[:16], "; .latest updated" if result["latest"] else "")
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            dir=dict(type="path", required=True),
+            name=dict(type="str", required=True),
+            kind=dict(type="str", required=True, choices=["postgres", "mongodb"]),
+            format=dict(type="str", required=True, choices=["custom", "directory", "archive"]),
+            database=dict(type="str", required=True),
+            metadata=dict(type="dict", default={}),
+            update_latest=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = finalize(module.params, check_mode=module.check_mode)
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg="cannot finalize backup %s: %s" % (module.params["name"], exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

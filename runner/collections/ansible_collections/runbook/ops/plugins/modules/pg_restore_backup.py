@@ -1,0 +1,751 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: runbook-runner maintainers
+# License: Apache-2.0
+"""Restore a verified pg_dump archive: swap (temp database + rename), in_place, or selected tables."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: pg_restore_backup
+short_description: Restore a PostgreSQL backup by rename swap, in place, or table by table in one transaction
+description:
+  - C(swap) - restores into a new database C(<db>__restore_<stamp>), checks its row counts against the
+    manifest, then in one short transaction terminates the sessions of the live database and renames it to
+    C(<db>__pre_<stamp>) and the restored one to the live name. Until that commit the live database is not
+    touched; a failure (or a kill) before it leaves it as it was and the temporary database is dropped (or
+    dropped by the next run / C(cleanup)).
+  - C(in_place) - drops the live database, creates it again and restores into it (seed 004); the role keeps
+    a safety backup to put back if this fails.
+  - C(tables) - restores only the listed tables into the live database in one transaction - TRUNCATE, the
+    data of each table (streamed from C(pg_restore --data-only)), a row count check, then COMMIT, sent only
+    after pg_restore succeeded (ON_ERROR_STOP; an interruption rolls everything back). Other tables are
+    untouched.
+  - C(revert) - swaps a C(<db>__pre_<stamp>) database kept by an earlier swap back in place.
+  - C(cleanup) - drops temporary C(<db>__restore_*) databases that interrupted swaps left behind.
+  - In check mode, says what it would do.
+version_added: "0.1.0"
+author: runbook-runner maintainers
+options:
+  database: {description: Live database name., type: str, required: true}
+  mode: {description: How to restore., type: str, choices: [swap, in_place, tables, revert, cleanup], default: swap}
+  path: {description: Data path of the verified backup (file or directory)., type: path, default: ""}
+  expected_rows: {description: "Table -> row count from the backup's manifest; checked after the restore.", type: dict, default: {}}
+  database_properties: {description: Encoding, collate, ctype and owner for the new database (from the manifest)., type: dict, default: {}}
+  tables: {description: Tables to restore in mode C(tables) (C(orders) or C(schema.orders))., type: list, elements: str, default: []}
+  jobs: {description: Parallel pg_restore jobs (swap and in_place)., type: int, default: 2}
+  keep_previous: {description: Keep the replaced database as C(<db>__pre_<stamp>) after a swap., type: bool, default: true}
+  terminate_connections: {description: Terminate sessions on the live database for the swap., type: bool, default: true}
+  swap_attempts: {description: Times the swap is tried when new sessions race it., type: int, default: 5}
+  lock_timeout: {description: lock_timeout for the swap and the table restore transaction., type: str, default: 10s}
+  disable_triggers: {description: Disable triggers while loading table data (mode C(tables); superuser)., type: bool, default: false}
+  no_owner: {description: Do not restore object ownership (pg_restore --no-owner)., type: bool, default: false}
+  previous_database: {description: The C(<db>__pre_<stamp>) database to put back (mode C(revert))., type: str, default: ""}
+  stamp: {description: Suffix for temporary names (empty - UTC now)., type: str, default: ""}
+  maintenance_db: {description: Database to connect to for CREATE, DROP and RENAME., type: str, default: postgres}
+  login_host: {description: Server host or socket directory (empty - libpq default)., type: str, default: ""}
+  login_port: {description: Server port., type: int, default: 5432}
+  login_user: {description: Role to connect as (empty - libpq default)., type: str, default: ""}
+  login_password: {description: Password of that role., type: str, default: "", no_log: true}
+  bin_dir: {description: Directory of the PostgreSQL client tools (empty - PATH)., type: str, default: ""}
+"""
+
+EXAMPLES = r"""
+- name: Restore shop by rename swap
+  runbook.ops.pg_restore_backup:
+    database: shop
+    mode: swap
+    path: /var/backups/runbook/postgres/shop/shop-20250101T000000Z.dump
+    expected_rows: {public.orders: 1000, public.wallet: 100}
+    login_host: 127.0.10.21
+    login_user: lab
+    login_password: "{{ db_password }}"
+  no_log: true
+"""
+
+RETURN = r"""
+restored: {description: What was restored, in one sentence., returned: success, type: str}
+live_touched: {description: Whether the live database was changed (also on failure)., returned: always, type: bool}
+rows_after: {description: Table -> rows in the live database after the restore., returned: success, type: dict}
+row_check: {description: "List of {table, expected, actual, ok}.", returned: when checked, type: list}
+checks: {description: "The row checks as {name, ok, detail} (the report's verification form).", returned: when checked, type: list}
+temp_database: {description: Temporary database used by a swap., returned: swap, type: str}
+previous_database: {description: Name the replaced database was kept under., returned: swap and revert, type: str}
+dropped: {description: Databases dropped (cleanup, or the replaced one when keep_previous is false)., returned: always, type: list}
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+try:
+    from ansible.module_utils.basic import AnsibleModule
+except ImportError:  # imported as a plain library on a host (drills, tests): stdlib only
+    AnsibleModule = None
+
+# ==== runbook.ops shared block: pgcli (identical in every module that has it; tests/unit checks) ====
+class PgError(Exception):
+    """A PostgreSQL client tool failed; the message says which one and why."""
+
+
+def quote_ident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value):
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_conninfo(value):
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_PLAIN_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def display_name(schema, name):
+    """schema.table as shown in manifests and reports: parts quoted only when they need it."""
+    parts = [p if _PLAIN_IDENT.match(p) else quote_ident(p) for p in (schema, name)]
+    return ".".join(parts)
+
+
+def parse_qualified(text, default_schema="public"):
+    """'orders', 'public.orders', '"My Schema"."Orders"' -> (schema, name); unquoted parts fold to lower case."""
+    parts, i, n = [], 0, len(text)
+    while i < n:
+        if text[i] == '"':
+            j, buf = i + 1, []
+            while True:
+                if j >= n:
+                    raise ValueError("unterminated quoted identifier in %r" % text)
+                if text[j] == '"':
+                    if j + 1 < n and text[j + 1] == '"':
+                        buf.append('"')
+                        j += 2
+                        continue
+                    break
+                buf.append(text[j])
+                j += 1
+            parts.append("".join(buf))
+            i = j + 1
+        else:
+            j = i
+            while j < n and text[j] not in '."':
+                j += 1
+            part = text[i:j].strip()
+            if not part:
+                raise ValueError("empty name part in %r" % text)
+            parts.append(part.lower())
+            i = j
+        if i < n:
+            if text[i] != ".":
+                raise ValueError("unexpected %r in %r" % (text[i], text))
+            i += 1
+            if i == n:
+                raise ValueError("trailing dot in %r" % text)
+    if len(parts) == 1:
+        return default_schema, parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise ValueError("expected table or schema.table, got %r" % text)
+
+
+def sql_name(qualified):
+    schema, name = parse_qualified(qualified)
+    return quote_ident(schema) + "." + quote_ident(name)
+
+
+class PgClient(object):
+    """Runs psql, pg_dump and pg_restore. The password reaches libpq through a password file that exists
+    only in memory (memfd, passed as PGPASSFILE=/proc/self/fd/N): never in argv, never in the environment,
+    never on disk."""
+
+    def __init__(self, host="", port=5432, user="", password="", bin_dir="", connect_timeout=10):
+        self.host = host or ""
+        self.port = int(port or 5432)
+        self.user = user or ""
+        self.password = password or ""
+        self.bin_dir = bin_dir or ""
+        self.connect_timeout = int(connect_timeout or 10)
+
+    def tool(self, name):
+        return os.path.join(self.bin_dir, name) if self.bin_dir else name
+
+    def conninfo(self, database):
+        return "dbname=" + quote_conninfo(database)
+
+    def _env(self):
+        env = dict(os.environ)
+        env.pop("PGDATABASE", None)
+        if self.password:
+            env.pop("PGPASSWORD", None)
+            env.pop("PGPASSFILE", None)
+        if self.host:
+            env["PGHOST"] = self.host
+        env["PGPORT"] = str(self.port)
+        if self.user:
+            env["PGUSER"] = self.user
+        env["PGCONNECT_TIMEOUT"] = str(self.connect_timeout)
+        env["PGAPPNAME"] = "runbook"
+        env["LC_ALL"] = "C"
+        return env
+
+    def _passfile(self):
+        def esc(v):
+            return v.replace("\\", "\\\\").replace(":", "\\:")
+
+        data = ("*:*:*:%s:%s\n" % (esc(self.user) if self.user else "*", esc(self.password))).encode("utf-8")
+        memfd = getattr(os, "memfd_create", None)
+        if memfd is not None:
+            fd = memfd("runbook-pgpass", 0)
+            os.write(fd, data)
+            os.fchmod(fd, 0o600)
+            return fd, "/proc/self/fd/%d" % fd, None
+        tmpdir = tempfile.mkdtemp(prefix="runbook-pg-")
+        path = os.path.join(tmpdir, "pgpass")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.close(fd)
+        return None, path, tmpdir
+
+    def popen(self, argv, **kwargs):
+        """subprocess.Popen with the connection environment; the caller must call .close_secret(proc)."""
+        env = self._env()
+        fd, path, tmpdir = (None, None, None)
+        if self.password:
+            fd, path, tmpdir = self._passfile()
+            env["PGPASSFILE"] = path
+        try:
+            proc = subprocess.Popen(argv, env=env, pass_fds=(fd,) if fd is not None else (), **kwargs)
+        except OSError as exc:
+            self._drop_secret(fd, tmpdir)
+            raise PgError("cannot run %s: %s" % (argv[0], exc))
+        proc._runbook_secret = (fd, tmpdir)
+        return proc
+
+    @staticmethod
+    def _drop_secret(fd, tmpdir):
+        if fd is not None:
+            os.close(fd)
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def close_secret(self, proc):
+        self._drop_secret(*getattr(proc, "_runbook_secret", (None, None)))
+        proc._runbook_secret = (None, None)
+
+    def run(self, argv, input_text=None, timeout=None, check=True, what=None):
+        proc = self.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(input_text.encode("utf-8") if input_text is not None else None, timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise PgError("%s timed out after %ss" % (what or os.path.basename(argv[0]), timeout))
+        finally:
+            self.close_secret(proc)
+        out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        if check and proc.returncode != 0:
+            raise PgError("%s failed (exit %d): %s" % (what or os.path.basename(argv[0]), proc.returncode, tail(err)))
+        return proc.returncode, out, err
+
+    def psql(self, database, sql, what=None, timeout=None, single_transaction=False):
+        """Run SQL (fed on stdin) with ON_ERROR_STOP; returns unaligned, tuples-only output."""
+        argv = [self.tool("psql"), "-X", "-q", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(database)]
+        if single_transaction:
+            argv.append("--single-transaction")
+        argv += ["-f", "-"]
+        return self.run(argv, input_text=sql, timeout=timeout, what=what or "psql")[1]
+
+    def query_json(self, database, sql, what=None):
+        out = self.psql(database, sql, what=what).strip()
+        return json.loads(out) if out else None
+
+    def version(self, tool):
+        rc, out, err = self.run([self.tool(tool), "--version"], what="%s --version" % tool)
+        return out.strip()
+
+
+def tool_major(version_text):
+    m = re.search(r"(\d+)(?:\.(\d+))?", version_text or "")
+    return int(m.group(1)) if m else 0
+
+
+def tail(text, lines=12):
+    rows = [r for r in (text or "").strip().splitlines() if r.strip()]
+    return "\n".join(rows[-lines:]) if rows else "(no output)"
+
+
+def utc_stamp(now=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def utc_iso(now=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+TABLES_SQL = """SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'"""
+
+COUNTS_SQL = """BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SELECT coalesce(json_agg(json_build_array(t.nspname, t.relname,
+  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %%I.%%I', t.nspname, t.relname),
+                                       false, true, '')))[1]::text::bigint) ORDER BY t.nspname, t.relname), '[]')
+FROM (%s) t;
+COMMIT;
+""" % TABLES_SQL
+
+
+def count_rows(client, database):
+    """Exact row count of every table holding rows (as pg_dump dumps them), in one snapshot."""
+    rows = client.query_json(database, COUNTS_SQL, what="row counts of %s" % database) or []
+    return dict((display_name(schema, name), int(count)) for schema, name, count in rows)
+
+
+# ==== end of shared block: pgcli ====
+
+
+class RestoreFailed(Exception):
+    def __init__(self, message, live_touched=False, **extra):
+        Exception.__init__(self, message)
+        self.live_touched = live_touched
+        self.extra = extra
+
+
+SERVER_SQL = """SELECT json_build_object(
+  'server_version_num', current_setting('server_version_num')::int,
+  'databases', (SELECT coalesce(json_agg(datname), '[]') FROM pg_database WHERE datname = %(live)s
+                   OR datname = %(previous)s OR datname LIKE %(temp_like)s ESCAPE '\\'),
+  'live', (SELECT json_build_object('encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate,
+             'ctype', d.datctype, 'owner', pg_get_userbyid(d.datdba)) FROM pg_database d WHERE d.datname = %(live)s),
+  'roles', (SELECT coalesce(json_agg(rolname), '[]') FROM pg_roles WHERE rolname = %(owner)s));
+"""
+
+NAME_LIMIT = 63
+BASE_LIMIT = 36  # so <base>__reverted_<yyyymmdd_hhmmss> fits in 63 bytes
+
+
+def name_base(database):
+    raw = database.encode("utf-8")
+    if len(raw) <= BASE_LIMIT:
+        return database
+    digest = hashlib.sha1(raw).hexdigest()[:8]
+    return raw[: BASE_LIMIT - 9].decode("utf-8", "ignore") + "_" + digest
+
+
+def derived(database, kind, stamp):
+    """<db>__restore_<stamp>, <db>__pre_<stamp>, <db>__reverted_<stamp> (database part shortened if long)."""
+    return "%s__%s_%s" % (name_base(database), kind, stamp)
+
+
+def like_prefix(text):
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def create_sql(name, props, owner_ok):
+    sql = "CREATE DATABASE %s TEMPLATE template0" % quote_ident(name)
+    if props.get("encoding"):
+        sql += " ENCODING %s" % quote_literal(props["encoding"])
+    if props.get("collate"):
+        sql += " LC_COLLATE %s" % quote_literal(props["collate"])
+    if props.get("ctype"):
+        sql += " LC_CTYPE %s" % quote_literal(props["ctype"])
+    if props.get("owner") and owner_ok:
+        sql += " OWNER %s" % quote_ident(props["owner"])
+    return sql + ";\n"
+
+
+def drop_sql(name, server_num):
+    if server_num >= 130000:
+        return "DROP DATABASE IF EXISTS %s WITH (FORCE);\n" % quote_ident(name)
+    return ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s;\n"
+            "DROP DATABASE IF EXISTS %s;\n" % (quote_literal(name), quote_ident(name)))
+
+
+def terminate_sql(name, server_num):
+    fn = "pg_terminate_backend(pid, 5000)" if server_num >= 140000 else "pg_terminate_backend(pid)"
+    return ("SELECT count(%s) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid();\n"
+            % (fn, quote_literal(name)))
+
+
+def swap_sql(live, incoming, outgoing, live_exists, terminate, server_num, lock_timeout):
+    """One transaction: sessions out, live -> outgoing, incoming -> live. Both renames or neither."""
+    sql = "SET lock_timeout = %s;\nBEGIN;\n" % quote_literal(lock_timeout)
+    if live_exists:
+        if terminate:
+            sql += terminate_sql(live, server_num)
+        sql += "ALTER DATABASE %s RENAME TO %s;\n" % (quote_ident(live), quote_ident(outgoing))
+    sql += "ALTER DATABASE %s RENAME TO %s;\nCOMMIT;\n" % (quote_ident(incoming), quote_ident(live))
+    return sql
+
+
+def row_check(expected, actual):
+    checks = []
+    for table in sorted(set(expected) | set(actual)):
+        want, got = expected.get(table), actual.get(table)
+        checks.append({"table": table, "expected": want, "actual": got, "ok": want == got})
+    return checks
+
+
+def as_checks(row_checks):
+    """Row checks in the report's {name, ok, detail} form."""
+    return [{"name": "rows %s" % c["table"], "ok": c["ok"],
+             "detail": "%s rows, the backup has %s" % (c["actual"], c["expected"])} for c in row_checks]
+
+
+def check_message(checks):
+    bad = [c for c in checks if not c["ok"]]
+    return "; ".join("%s: %s rows, the backup has %s" % (c["table"], c["actual"], c["expected"]) for c in bad[:5])
+
+
+def restore_argv(client, database, path, jobs, no_owner, single_transaction):
+    argv = [client.tool("pg_restore"), "-w", "-d", client.conninfo(database), "--exit-on-error"]
+    if single_transaction:
+        argv.append("--single-transaction")
+    elif int(jobs) > 1:
+        argv += ["-j", str(int(jobs))]
+    if no_owner:
+        argv.append("--no-owner")
+    return argv + [path]
+
+
+def table_load_sql(tables, expected, lock_timeout):
+    """Head and tail of the selective restore transaction; the data of each table streams in between."""
+    head = "SET lock_timeout = %s;\nBEGIN;\nTRUNCATE ONLY %s;\n" % (
+        quote_literal(lock_timeout), ", ".join(sql_name(t) for t in tables))
+    checks = []
+    for table in tables:
+        key = display_name(*parse_qualified(table))
+        checks.append(
+            "  SELECT count(*) INTO n FROM %s;\n"
+            "  IF n <> %d THEN RAISE EXCEPTION USING MESSAGE = format("
+            "'row count check failed for %%s: %%s rows, the backup has %%s', %s, n, %d); END IF;\n"
+            % (sql_name(table), int(expected[key]), quote_literal(key), int(expected[key])))
+    tail_sql = "DO $runbook$\nDECLARE n bigint;\nBEGIN\n%sEND\n$runbook$;\nCOMMIT;\n" % "".join(checks)
+    return head, tail_sql
+
+
+class Restorer(object):
+    def __init__(self, params, check_mode=False):
+        self.p = params
+        self.check_mode = check_mode
+        self.db = params["database"]
+        self.client = PgClient(
+            params.get("login_host"), params.get("login_port"), params.get("login_user"),
+            params.get("login_password"), params.get("bin_dir"),
+        )
+        self.maint = params.get("maintenance_db") or "postgres"
+        self.stamp = params.get("stamp") or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d_%H%M%S")
+        self.lock_timeout = params.get("lock_timeout") or "10s"
+        self.expected = dict((display_name(*parse_qualified(k)), int(v))
+                             for k, v in (params.get("expected_rows") or {}).items())
+        props = params.get("database_properties") or {}
+        self.server = self.client.query_json(self.maint, SERVER_SQL % {
+            "live": quote_literal(self.db),
+            "previous": quote_literal(params.get("previous_database") or ""),
+            "temp_like": quote_literal(like_prefix(name_base(self.db) + "__restore_") + "%"),
+            "owner": quote_literal(props.get("owner") or ""),
+        }, what="probe of the server")
+        self.server_num = int(self.server["server_version_num"])
+        self.databases = set(self.server["databases"])
+        self.live_exists = self.db in self.databases
+        self.props = dict(self.server.get("live") or {})
+        self.props.update(dict((k, v) for k, v in props.items() if v))
+        self.owner_ok = bool(self.server["roles"]) or (self.props.get("owner") == (self.server.get("live") or {}).get("owner"))
+        self.result = {"changed": False, "mode": params.get("mode") or "swap", "database": self.db,
+                       "live_touched": False, "dropped": []}
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def admin(self, sql, what):
+        return self.client.psql(self.maint, sql, what=what)
+
+    def stale_temps(self):
+        prefix = name_base(self.db) + "__restore_"
+        return sorted(d for d in self.databases if d.startswith(prefix))
+
+    def pg_restore(self, database, single_transaction):
+        argv = restore_argv(self.client, database, self.p["path"], self.p.get("jobs") or 2,
+                            self.p.get("no_owner"), single_transaction)
+        self.result.setdefault("commands", []).append(argv)
+        self.client.run(argv, what="pg_restore into %s" % database)
+
+    def need_path(self):
+        if not self.p.get("path"):
+            raise RestoreFailed("no backup path given")
+        if not os.path.exists(self.p["path"]):
+            raise RestoreFailed("backup data %s does not exist" % self.p["path"])
+
+    # -- modes -----------------------------------------------------------------------------------------
+    def cleanup(self):
+        stale = self.stale_temps()
+        self.result["dropped"] = stale
+        if stale:
+            self.result["changed"] = True
+            if not self.check_mode:
+                self.admin("".join(drop_sql(d, self.server_num) for d in stale), "drop of temporary databases")
+        verb = "would drop" if self.check_mode else "dropped"
+        self.result["restored"] = ("%s %s; live database %s left as it was" % (verb, ", ".join(stale), self.db)
+                                   if stale else "nothing left behind; live database %s left as it was" % self.db)
+        return self.result
+
+    def swap(self):
+        self.need_path()
+        temp = derived(self.db, "restore", self.stamp)
+        previous = derived(self.db, "pre", self.stamp)
+        self.result.update(changed=True, temp_database=temp,
+                           previous_database=previous if self.live_exists else "")
+        stale = [d for d in self.stale_temps() if d != temp]
+        if self.check_mode:
+            self.result["restored"] = "would restore %s into %s, check row counts, then swap it in (%s kept as %s)" % (
+                self.p["path"], temp, self.db, previous)
+            self.result["dropped"] = stale
+            return self.result
+        if stale:
+            self.admin("".join(drop_sql(d, self.server_num) for d in stale), "drop of stale temporary databases")
+            self.result["dropped"] = stale
+        self.admin(create_sql(temp, self.props, self.owner_ok), "CREATE DATABASE %s" % temp)
+        try:
+            self.pg_restore(temp, single_transaction=False)
+            actual = count_rows(self.client, temp)
+            checks = row_check(self.expected, actual) if self.expected else []
+            self.result["row_check"] = checks
+            self.result["checks"] = as_checks(checks)
+            if any(not c["ok"] for c in checks):
+                raise RestoreFailed("row count check failed in %s: %s" % (temp, check_message(checks)))
+            self.do_swap(temp, previous)
+        except (PgError, RestoreFailed) as exc:
+            if not self.result["live_touched"]:
+                try:
+                    self.admin(drop_sql(temp, self.server_num), "drop of %s" % temp)
+                except PgError:
+                    pass
+            if isinstance(exc, RestoreFailed):
+                raise
+            raise RestoreFailed("%s; the live database %s was not touched" % (exc, self.db))
+        self.result["rows_after"] = actual
+        if self.live_exists and not self.p.get("keep_previous", True):
+            self.admin(drop_sql(previous, self.server_num), "drop of %s" % previous)
+            self.result["dropped"].append(previous)
+            self.result["previous_database"] = ""
+        kept = (" (previous kept as %s)" % previous) if self.result["previous_database"] else ""
+        self.result["restored"] = "%s restored from %s by swap: %d tables, %d rows%s" % (
+            self.db, os.path.basename(self.p["path"]), len(actual), sum(actual.values()), kept)
+        return self.result
+
+    def do_swap(self, incoming, outgoing):
+        sql = swap_sql(self.db, incoming, outgoing, self.live_exists,
+                       self.p.get("terminate_connections", True), self.server_num, self.lock_timeout)
+        attempts = max(1, int(self.p.get("swap_attempts") or 5))
+        for attempt in range(1, attempts + 1):
+            try:
+                self.admin(sql, "swap of %s and %s" % (self.db, incoming))
+                self.result["live_touched"] = True
+                self.result["swap_attempts"] = attempt
+                return
+            except PgError as exc:
+                if "being accessed by other users" not in str(exc) or attempt == attempts:
+                    hint = "" if self.p.get("terminate_connections", True) else " (terminate_connections is false)"
+                    raise RestoreFailed("swap failed after %d attempt(s)%s: %s" % (attempt, hint, exc))
+                time.sleep(min(2.0, 0.25 * attempt))
+
+    def in_place(self):
+        self.need_path()
+        self.result["changed"] = True
+        if self.check_mode:
+            self.result["restored"] = "would drop %s, create it again and restore %s into it" % (
+                self.db, self.p["path"])
+            return self.result
+        jobs = int(self.p.get("jobs") or 2)
+        try:
+            if self.live_exists:
+                self.result["live_touched"] = True
+                self.admin(drop_sql(self.db, self.server_num), "DROP DATABASE %s" % self.db)
+            self.result["live_touched"] = True
+            self.admin(create_sql(self.db, self.props, self.owner_ok), "CREATE DATABASE %s" % self.db)
+            self.pg_restore(self.db, single_transaction=jobs <= 1)
+            actual = count_rows(self.client, self.db)
+        except PgError as exc:
+            raise RestoreFailed("in-place restore of %s failed: %s" % (self.db, exc), live_touched=True)
+        checks = row_check(self.expected, actual) if self.expected else []
+        self.result["row_check"] = checks
+        self.result["checks"] = as_checks(checks)
+        if any(not c["ok"] for c in checks):
+            raise RestoreFailed("row count check failed in %s: %s" % (self.db, check_message(checks)),
+                                live_touched=True)
+        self.result["rows_after"] = actual
+        self.result["restored"] = "%s restored in place from %s: %d tables, %d rows" % (
+            self.db, os.path.basename(self.p["path"]), len(actual), sum(actual.values()))
+        return self.result
+
+    def tables(self):
+        self.need_path()
+        wanted = self.p.get("tables") or []
+        if not wanted:
+            raise RestoreFailed("mode tables needs a list of tables")
+        if not self.live_exists:
+            raise RestoreFailed("database %s does not exist; a selective restore needs it (use swap)" % self.db)
+        keys = []
+        for table in wanted:
+            try:
+                key = display_name(*parse_qualified(table))
+            except ValueError as exc:
+                raise RestoreFailed(str(exc))
+            if key not in self.expected:
+                raise RestoreFailed("table %s is not in the backup" % key)
+            keys.append(key)
+        self.result["changed"] = True
+        if self.check_mode:
+            self.result["restored"] = "would restore %s of %s from %s in one transaction" % (
+                ", ".join(keys), self.db, self.p["path"])
+            return self.result
+        head, tail_sql = table_load_sql(keys, self.expected, self.lock_timeout)
+        self.load_tables(keys, head, tail_sql)
+        self.result["live_touched"] = True
+        actual = count_rows(self.client, self.db)
+        self.result["row_check"] = row_check(dict((k, self.expected[k]) for k in keys),
+                                             dict((k, actual.get(k)) for k in keys))
+        self.result["checks"] = as_checks(self.result["row_check"])
+        self.result["rows_after"] = actual
+        self.result["restored"] = "%s of %s restored from %s in one transaction (%d rows); other tables untouched" % (
+            ", ".join(keys), self.db, os.path.basename(self.p["path"]), sum(actual.get(k, 0) for k in keys))
+        return self.result
+
+    def load_tables(self, keys, head, tail_sql):
+        """psql reads BEGIN; TRUNCATE; <data>; <check>; COMMIT from us. COMMIT is written only after every
+        pg_restore succeeded; on any failure psql is killed with the transaction open, so it rolls back."""
+        argv = [self.client.tool("psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
+                "-d", self.client.conninfo(self.db), "-f", "-"]
+        errlog = tempfile.TemporaryFile()
+        psql = self.client.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
+        ok, reader = False, None
+        try:
+            psql.stdin.write(head.encode("utf-8"))
+            for key in keys:
+                schema, name = parse_qualified(key)
+                argv_r = [self.client.tool("pg_restore"), "--data-only", "-n", schema, "-t", name, "-f", "-"]
+                if self.p.get("disable_triggers"):
+                    argv_r.append("--disable-triggers")
+                argv_r.append(self.p["path"])
+                self.result.setdefault("commands", []).append(argv_r)
+                with tempfile.TemporaryFile() as rerr:
+                    reader = subprocess.Popen(argv_r, stdout=subprocess.PIPE, stderr=rerr, stdin=subprocess.DEVNULL)
+                    seen = False
+                    for line in reader.stdout:
+                        if line.startswith(b"COPY "):
+                            seen = True
+                        psql.stdin.write(line)
+                    rc = reader.wait()
+                    reader.stdout.close()
+                    if rc != 0:
+                        rerr.seek(0)
+                        raise RestoreFailed("pg_restore of %s failed (exit %d): %s; nothing was committed" % (
+                            key, rc, tail(rerr.read().decode("utf-8", "replace"), 4)))
+                if not seen:
+                    raise RestoreFailed("the backup holds no data for %s; nothing was committed" % key)
+            psql.stdin.write(tail_sql.encode("utf-8"))
+            psql.stdin.close()
+            rc = psql.wait()
+            errlog.seek(0)
+            err = errlog.read().decode("utf-8", "replace")
+            if rc != 0:
+                raise RestoreFailed("restore of %s rolled back: %s" % (", ".join(keys), tail(err, 6)))
+            ok = True
+        except (IOError, OSError) as exc:  # psql exited early (an error stopped it): report its message
+            errlog.seek(0)
+            raise RestoreFailed("restore of %s rolled back: %s" % (
+                ", ".join(keys), tail(errlog.read().decode("utf-8", "replace"), 6) or exc))
+        finally:
+            for proc in (reader, psql):
+                if not ok and proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            if reader is not None:
+                reader.stdout.close()
+            self.client.close_secret(psql)
+            errlog.close()
+
+    def revert(self):
+        previous = self.p.get("previous_database") or ""
+        if not previous:
+            raise RestoreFailed("mode revert needs previous_database")
+        if previous not in self.databases:
+            raise RestoreFailed("database %s does not exist; nothing to put back" % previous)
+        reverted = derived(self.db, "reverted", self.stamp)
+        self.result.update(changed=True, previous_database=reverted if self.live_exists else "")
+        if self.check_mode:
+            self.result["restored"] = "would put %s back as %s (current kept as %s)" % (previous, self.db, reverted)
+            return self.result
+        self.do_swap(previous, reverted)
+        self.result["rows_after"] = count_rows(self.client, self.db)
+        self.result["restored"] = "%s put back as %s%s" % (
+            previous, self.db, (" (the replaced one kept as %s)" % reverted) if self.live_exists else "")
+        return self.result
+
+    def run(self):
+        mode = self.result["mode"]
+        return {"swap": self.swap, "in_place": self.in_place, "tables": self.tables,
+                "revert": self.revert, "cleanup": self.cleanup}[mode]()
+
+
+def run(params, check_mode=False):
+    return Restorer(params, check_mode).run()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            database=dict(type="str", required=True),
+            mode=dict(type="str", default="swap", choices=["swap", "in_place", "tables", "revert", "cleanup"]),
+            path=dict(type="path", default=""),
+            expected_rows=dict(type="dict", default={}),
+            database_properties=dict(type="dict", default={}),
+            tables=dict(type="list", elements="str", default=[]),
+            jobs=dict(type="int", default=2),
+            keep_previous=dict(type="bool", default=True),
+            terminate_connections=dict(type="bool", default=True),
+            swap_attempts=dict(type="int", default=5),
+            lock_timeout=dict(type="str", default="10s"),
+            disable_triggers=dict(type="bool", default=False),
+            no_owner=dict(type="bool", default=False),
+            previous_database=dict(type="str", default=""),
+            stamp=dict(type="str", default=""),
+            maintenance_db=dict(type="str", default="postgres"),
+            login_host=dict(type="str", default=""),
+            login_port=dict(type="int", default=5432),
+            login_user=dict(type="str", default=""),
+            login_password=dict(type="str", default="", no_log=True),
+            bin_dir=dict(type="str", default=""),
+        ),
+        supports_check_mode=True,
+    )
+    restorer = None
+    try:
+        restorer = Restorer(module.params, module.check_mode)
+        result = restorer.run()
+    except RestoreFailed as exc:
+        extra = dict(restorer.result) if restorer else {}
+        extra.update(exc.extra)
+        extra["live_touched"] = bool(exc.live_touched or extra.get("live_touched"))
+        module.fail_json(msg=str(exc), **extra)
+    except (PgError, ValueError, OSError) as exc:
+        extra = dict(restorer.result) if restorer else {}
+        module.fail_json(msg=str(exc), **extra)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

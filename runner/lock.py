@@ -1,0 +1,413 @@
+"""Lease locks on the target hosts (DESIGN section 5): two runs never act on one host at once.
+
+Each target host keeps its own lease (runbook.ops.lease_lock: /var/lib/runbook/locks/<name>.json on the host,
+or the host's `runbook_lock_dir` inventory variable) with the holder's run id, owner, control-node pid and host,
+and an expiry, so a lease left by a dead control node expires by itself and is then taken over.
+
+acquire_leases runs one small playbook with ansible-runner on every target host. When any host is held by
+another run it releases what it took and raises LockHeld naming the holder(s). LeaseKeeper wraps
+acquire / periodic renew / release around a run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from runner.errors import ExecutionError, LockHeld
+from runner.paths import COLLECTIONS_DIR
+from runner.yamldump import dump, mark_unsafe
+
+DEFAULT_NAME = "host"
+DEFAULT_TTL_S = 1800
+LEASE_TASK = "Runbook lease lock"
+
+
+@dataclass(frozen=True)
+class HostLease:
+    """What one host answered."""
+
+    host: str
+    ok: bool
+    acquired: bool = False
+    unreachable: bool = False
+    message: str = ""
+    lease: dict[str, Any] = field(default_factory=dict)
+    holder: dict[str, Any] | None = None
+    taken_over: dict[str, Any] | None = None
+
+
+@dataclass
+class LeaseOutcome:
+    hosts: dict[str, HostLease] = field(default_factory=dict)
+    status: str = ""
+    rc: int = 0
+
+    @property
+    def acquired(self) -> list[str]:
+        return [h for h, r in self.hosts.items() if r.acquired]
+
+    @property
+    def held(self) -> dict[str, HostLease]:
+        return {h: r for h, r in self.hosts.items() if not r.ok and not r.unreachable}
+
+    @property
+    def unreachable(self) -> list[str]:
+        return [h for h, r in self.hosts.items() if r.unreachable]
+
+    @property
+    def taken_over(self) -> dict[str, dict[str, Any]]:
+        return {h: r.taken_over for h, r in self.hosts.items() if r.taken_over}
+
+
+def _pattern(hosts_pattern: str | Iterable[str]) -> str:
+    if isinstance(hosts_pattern, str):
+        return hosts_pattern
+    parts = [p for p in hosts_pattern if p]
+    return ":".join(dict.fromkeys(parts))
+
+
+def default_owner() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def describe_holder(host: str, holder: dict[str, Any] | None, message: str = "") -> str:
+    if not holder:
+        return f"{host}: {message or 'held by another run'}"
+    if "unreadable" in holder:
+        return f"{host}: unreadable lease ({holder['unreadable']})"
+    return (
+        f"{host}: held by run {holder.get('run_id')} ({holder.get('owner') or 'unknown owner'}, "
+        f"pid {holder.get('pid')} on {holder.get('control_host') or 'unknown host'}) until {holder.get('expires_at')}"
+    )
+
+
+def _playbook(pattern: str, action: str) -> str:
+    args: dict[str, Any] = {
+        "name": "{{ runbook_lease.name }}",
+        "action": action,
+        "run_id": "{{ runbook_lease.run_id }}",
+        "path": "{{ runbook_lock_dir | default('/var/lib/runbook/locks') }}",
+    }
+    if action in ("acquire", "renew"):
+        args["ttl"] = "{{ runbook_lease.ttl }}"
+    if action == "acquire":
+        args.update(
+            owner="{{ runbook_lease.owner }}",
+            pid="{{ runbook_lease.pid }}",
+            control_host="{{ runbook_lease.control_host }}",
+        )
+    play = {
+        "name": f"Runbook lease ({action})",
+        "hosts": pattern,
+        "gather_facts": False,
+        "tasks": [{"name": LEASE_TASK, "runbook.ops.lease_lock": args}],
+    }
+    return dump([play], f"# lease {action}: rendered by runbook-runner\n")
+
+
+def _ansible_cfg() -> str:
+    return "\n".join(
+        [
+            "[defaults]",
+            f"collections_path = {COLLECTIONS_DIR}",
+            "gathering = explicit",
+            "forks = 25",
+            "interpreter_python = auto_silent",
+            "retry_files_enabled = False",
+            "timeout = 20",
+            "",
+            "[ssh_connection]",
+            "pipelining = True",
+            "ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15",
+            "",
+        ]
+    )
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.hosts: dict[str, HostLease] = {}
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        if data.get("task") != LEASE_TASK or not data.get("host"):
+            return True
+        host = str(data["host"])
+        res = data.get("res") if isinstance(data.get("res"), dict) else {}
+        assert isinstance(res, dict)
+        message = str(res.get("msg") or "")
+        if kind == "runner_on_ok":
+            self.hosts[host] = HostLease(
+                host=host,
+                ok=True,
+                acquired=bool(res.get("acquired")),
+                message=message,
+                lease=res.get("lease") or {},
+                taken_over=res.get("taken_over") or None,
+            )
+        elif kind == "runner_on_failed":
+            self.hosts[host] = HostLease(host=host, ok=False, message=message, holder=res.get("holder") or None)
+        elif kind == "runner_on_unreachable":
+            self.hosts[host] = HostLease(host=host, ok=False, unreachable=True, message=message or "unreachable")
+        return True
+
+
+def _run(
+    inventory: Path,
+    pattern: str,
+    action: str,
+    lease: dict[str, Any],
+    *,
+    limit: str | None = None,
+    lock_dir: str | None = None,
+    work_dir: Path | None = None,
+) -> LeaseOutcome:
+    import ansible_runner
+
+    base = Path(tempfile.mkdtemp(prefix=f"lease-{action}-", dir=str(work_dir) if work_dir else None))
+    try:
+        project = base / "project"
+        project.mkdir(parents=True)
+        (project / "lease.yml").write_text(_playbook(pattern, action), encoding="utf-8")
+        (project / "ansible.cfg").write_text(_ansible_cfg(), encoding="utf-8")
+        env = base / "env"
+        env.mkdir()
+        extravars: dict[str, Any] = {"runbook_lease": mark_unsafe(lease)}
+        if lock_dir:
+            extravars["runbook_lock_dir"] = mark_unsafe(str(lock_dir))
+        fd = os.open(env / "extravars", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(dump(extravars))
+        collector = _Collector()
+        kwargs: dict[str, Any] = {
+            "private_data_dir": str(base),
+            "playbook": "lease.yml",
+            "inventory": str(Path(inventory).resolve()),
+            "event_handler": collector,
+            "quiet": True,
+            "envvars": {
+                "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_FORCE_COLOR": "0",
+                "ANSIBLE_DEPRECATION_WARNINGS": "0",
+                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+            },
+            "settings": {"suppress_ansible_output": True},
+        }
+        if limit:
+            kwargs["limit"] = limit
+        try:
+            result = ansible_runner.run(**kwargs)
+        except Exception as exc:
+            raise ExecutionError(f"could not run the lease playbook: {exc}") from exc
+        outcome = LeaseOutcome(hosts=collector.hosts, status=str(result.status), rc=int(result.rc or 0))
+        if not collector.hosts and result.status != "successful":
+            raise ExecutionError(f"the lease playbook failed before reaching any host ({_last_error(base)})")
+        return outcome
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _last_error(base: Path) -> str:
+    for stdout in sorted(base.glob("artifacts/*/stdout")):
+        lines = [line.strip() for line in stdout.read_text(errors="replace").splitlines() if "ERROR" in line]
+        if lines:
+            return lines[-1]
+    return "no output"
+
+
+def acquire_leases(
+    inventory: Path,
+    hosts_pattern: str | Iterable[str],
+    run_id: str,
+    ttl_s: float = DEFAULT_TTL_S,
+    *,
+    name: str = DEFAULT_NAME,
+    owner: str | None = None,
+    limit: str | None = None,
+    lock_dir: str | None = None,
+    work_dir: Path | None = None,
+) -> LeaseOutcome:
+    """Take the lease on every host matching hosts_pattern (a pattern, or several joined as a union).
+
+    Raises LockHeld naming every holder when any host is held by another run — after releasing the leases this
+    call took. Unreachable hosts are left unlocked (the run's own steps will fail there) and listed in the
+    outcome. Stale leases that were taken over are in outcome.taken_over.
+    """
+    pattern = _pattern(hosts_pattern)
+    lease = {
+        "name": name,
+        "run_id": run_id,
+        "owner": owner or default_owner(),
+        "pid": os.getpid(),
+        "control_host": socket.gethostname(),
+        "ttl": max(1, int(ttl_s)),
+    }
+    outcome = _run(inventory, pattern, "acquire", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir)
+    held = outcome.held
+    if held:
+        taken = outcome.acquired
+        if taken:
+            release_leases(
+                inventory, ":".join(taken), run_id, name=name, lock_dir=lock_dir, work_dir=work_dir, strict=False
+            )
+        details = "; ".join(describe_holder(h, r.holder, r.message) for h, r in sorted(held.items()))
+        raise LockHeld(f"error: lock {name!r} is held on {len(held)} host(s): {details}")
+    return outcome
+
+
+def renew_leases(
+    inventory: Path,
+    hosts_pattern: str | Iterable[str],
+    run_id: str,
+    ttl_s: float = DEFAULT_TTL_S,
+    *,
+    name: str = DEFAULT_NAME,
+    limit: str | None = None,
+    lock_dir: str | None = None,
+    work_dir: Path | None = None,
+) -> LeaseOutcome:
+    """Extend this run's leases; hosts where the lease was lost are in outcome.held (not raised)."""
+    lease = {"name": name, "run_id": run_id, "ttl": max(1, int(ttl_s))}
+    return _run(inventory, _pattern(hosts_pattern), "renew", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir)
+
+
+def release_leases(
+    inventory: Path,
+    hosts_pattern: str | Iterable[str],
+    run_id: str,
+    *,
+    name: str = DEFAULT_NAME,
+    limit: str | None = None,
+    lock_dir: str | None = None,
+    work_dir: Path | None = None,
+    strict: bool = False,
+) -> LeaseOutcome:
+    """Give back this run's leases (a lease of another run is never touched). strict: raise when one refused."""
+    lease = {"name": name, "run_id": run_id}
+    try:
+        outcome = _run(
+            inventory, _pattern(hosts_pattern), "release", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir
+        )
+    except ExecutionError:
+        if strict:
+            raise
+        return LeaseOutcome(status="failed", rc=-1)
+    if strict and outcome.held:
+        details = "; ".join(describe_holder(h, r.holder, r.message) for h, r in sorted(outcome.held.items()))
+        raise LockHeld(f"error: lock {name!r} not released: {details}")
+    return outcome
+
+
+class LeaseKeeper:
+    """`with LeaseKeeper(...) as outcome:` acquires, renews every ttl/3 in a thread, releases on exit."""
+
+    def __init__(
+        self,
+        inventory: Path,
+        hosts_pattern: str | Iterable[str],
+        run_id: str,
+        ttl_s: float = DEFAULT_TTL_S,
+        *,
+        name: str = DEFAULT_NAME,
+        limit: str | None = None,
+        lock_dir: str | None = None,
+        work_dir: Path | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.inventory = inventory
+        self.pattern = _pattern(hosts_pattern)
+        self.run_id = run_id
+        self.ttl_s = ttl_s
+        self.name = name
+        self.limit = limit
+        self.lock_dir = lock_dir
+        self.work_dir = work_dir
+        self.owner = owner
+        self.outcome: LeaseOutcome | None = None
+        self.lost: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LeaseOutcome:
+        self.outcome = acquire_leases(
+            self.inventory,
+            self.pattern,
+            self.run_id,
+            self.ttl_s,
+            name=self.name,
+            owner=self.owner,
+            limit=self.limit,
+            lock_dir=self.lock_dir,
+            work_dir=self.work_dir,
+        )
+        if self.outcome.acquired:
+            self._thread = threading.Thread(target=self._renew_loop, name="lease-renew", daemon=True)
+            self._thread.start()
+        return self.outcome
+
+    def _renew_loop(self) -> None:
+        assert self.outcome is not None
+        hosts = ":".join(self.outcome.acquired)
+        while not self._stop.wait(max(self.ttl_s / 3.0, 1.0)):
+            try:
+                renewed = renew_leases(
+                    self.inventory,
+                    hosts,
+                    self.run_id,
+                    self.ttl_s,
+                    name=self.name,
+                    lock_dir=self.lock_dir,
+                    work_dir=self.work_dir,
+                )
+            except ExecutionError:
+                continue  # try again next period; the lease is still valid until it expires
+            self.lost = sorted(set(self.lost) | set(renewed.held))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        if self.outcome is not None and self.outcome.acquired:
+            release_leases(
+                self.inventory,
+                ":".join(self.outcome.acquired),
+                self.run_id,
+                name=self.name,
+                lock_dir=self.lock_dir,
+                work_dir=self.work_dir,
+            )
+
+
+__all__ = [
+    "DEFAULT_NAME",
+    "DEFAULT_TTL_S",
+    "HostLease",
+    "LeaseKeeper",
+    "LeaseOutcome",
+    "acquire_leases",
+    "describe_holder",
+    "release_leases",
+    "renew_leases",
+]

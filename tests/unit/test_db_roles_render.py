@@ -1,0 +1,792 @@
+"""Database roles without a database: the exact commands the mongo roles run, the logic of the backup modules
+(manifest checks, finalize order, COPY row counting, compression, names, migration planning) and the shape of
+the roles themselves (argument specs vs defaults, no_log on every task that handles a password, FQCN modules).
+
+Everything here is pure: module files are imported as plain libraries (they are stdlib-only on the host).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import re
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ROOT / "runner" / "collections" / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules"
+ROLES = ROOT / "roles"
+DB_ROLES = ("postgres_backup", "postgres_restore", "postgres_migration_rollback", "mongo_backup", "mongo_restore")
+DB_MODULES = (
+    "pg_dump_partial",
+    "pg_inspect",
+    "pg_restore_backup",
+    "pg_migration_rollback",
+    "backup_verify",
+    "backup_finalize",
+    "backup_mongo",
+)
+RUNBOOKS = ("postgres-backup", "postgres-restore", "migration-rollback", "mongo-backup", "mongo-restore")
+
+
+def _load(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"runbook_ops_db_{name}", MODULES / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mongo = _load("backup_mongo")
+verify_mod = _load("backup_verify")
+finalize_mod = _load("backup_finalize")
+dump_mod = _load("pg_dump_partial")
+restore_mod = _load("pg_restore_backup")
+migr = _load("pg_migration_rollback")
+inspect_mod = _load("pg_inspect")
+
+MONGO_MAGIC = b"\x6d\xe2\x99\x81"
+
+
+# ------------------------------------------------------------------------------------------- shared blocks
+
+
+def _blocks(text: str) -> dict[str, str]:
+    found = {}
+    for m in re.finditer(
+        r"^# ==== runbook\.ops shared block: (\w+) .*?^# ==== end of shared block: \1 ====$", text, re.M | re.S
+    ):
+        found[m.group(1)] = m.group(0)
+    return found
+
+
+def test_shared_blocks_are_identical_in_every_module() -> None:
+    """module_utils cannot be shared from these files, so helpers are copied verbatim: they must not drift."""
+    seen: dict[str, dict[str, str]] = {}
+    for name in DB_MODULES:
+        for block, text in _blocks((MODULES / f"{name}.py").read_text()).items():
+            seen.setdefault(block, {})[name] = text
+    assert set(seen) == {"pgcli", "files"}
+    for block, copies in seen.items():
+        first = next(iter(copies.values()))
+        drifted = [name for name, text in copies.items() if text != first]
+        assert not drifted, f"shared block {block} differs in {drifted}"
+    assert set(seen["pgcli"]) >= {"pg_dump_partial", "pg_inspect", "pg_restore_backup", "pg_migration_rollback"}
+
+
+def test_modules_import_without_ansible_and_use_only_the_stdlib() -> None:
+    allowed = set(sys.stdlib_module_names) | {"ansible"}
+    for name in DB_MODULES:
+        text = (MODULES / f"{name}.py").read_text()
+        for m in re.finditer(r"^\s*(?:from|import) ([\w.]+)", text, re.M):
+            root = m.group(1).split(".")[0]
+            assert root in allowed or root == "__future__", f"{name} imports {m.group(1)}"
+        assert "except ImportError" in text  # importable as a plain library on a host
+
+
+# ------------------------------------------------------------------------------- mongo: the exact commands
+
+
+def _role_defaults(role: str) -> dict[str, Any]:
+    return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+
+
+def _task_args(role: str, filename: str, module: str) -> list[dict[str, Any]]:
+    """Arguments of every call of a module in a task file (including block/rescue bodies)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(tasks: list[dict[str, Any]]) -> None:
+        for task in tasks or []:
+            if module in task:
+                found.append(task[module])
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key, []))
+
+    walk(yaml.safe_load((ROLES / role / "tasks" / filename).read_text()))
+    return found
+
+
+def _params_from_task(args: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+    """Resolve the simple '{{ var }}' arguments of a task against role variables (what Ansible would pass)."""
+    params = {}
+    for key, value in args.items():
+        m = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", value) if isinstance(value, str) else None
+        params[key] = variables[m.group(1)] if m else value
+    return params
+
+
+def test_mongo_backup_runs_exactly_this_mongodump() -> None:
+    variables = _role_defaults("mongo_backup") | {
+        "mongo_backup_database": "catalog",
+        "mongo_backup_login_user": "backup",
+        "mongo_backup_login_password": "s3cr3t:pw'\"",
+        "mongo_backup__dir": "/var/backups/runbook/mongodb/catalog",
+    }
+    (args,) = _task_args("mongo_backup", "dump.yml", "runbook.ops.backup_mongo")
+    params = _params_from_task(args, variables)
+    assert params["action"] == "dump"
+    argv = mongo.dump_argv(params, "/var/backups/runbook/mongodb/catalog/x.archive.gz.partial", "/tmp/c/config.yaml")
+    assert argv == [
+        "mongodump",
+        "--config=/tmp/c/config.yaml",
+        "--host=localhost",
+        "--port=27017",
+        "--username=backup",
+        "--authenticationDatabase=admin",
+        "--db=catalog",
+        "--archive=/var/backups/runbook/mongodb/catalog/x.archive.gz.partial",
+        "--gzip",
+    ]
+    assert not any("s3cr3t" in a for a in argv)
+    assert mongo.config_text(params["login_password"], params["uri"]) == 'password: "s3cr3t:pw\'\\""\n'
+
+
+def test_mongo_restore_full_runs_exactly_this_mongorestore() -> None:
+    variables = _role_defaults("mongo_restore") | {
+        "mongo_restore_database": "catalog",
+        "mongo_restore__source": {"path": "/b/catalog-20250101T000000Z.archive.gz"},
+    }
+    block = _task_args("mongo_restore", "restore.yml", "runbook.ops.backup_mongo")
+    params = _params_from_task(block[0], variables)
+    params["archive"] = "/b/catalog-20250101T000000Z.archive.gz"
+    assert params["action"] == "restore"
+    assert mongo.restore_argv(params, params["archive"], "") == [
+        "mongorestore",
+        "--host=localhost",
+        "--port=27017",
+        "--archive=/b/catalog-20250101T000000Z.archive.gz",
+        "--gzip",
+        "--nsInclude=catalog.*",
+        "--drop",
+        "--stopOnError",
+    ]
+
+
+def test_mongo_restore_selective_repeats_ns_include_and_escapes() -> None:
+    params = {
+        "database": "shop",
+        "collections": ["orders", "transactions", "we*ird"],
+        "drop": True,
+        "uri": "mongodb://u:pw@db1:27017/?authSource=admin",
+        "login_password": "",
+    }
+    argv = mongo.restore_argv(params, "/b/a.archive.gz", "/tmp/c/config.yaml")
+    assert argv == [
+        "mongorestore",
+        "--config=/tmp/c/config.yaml",
+        "--archive=/b/a.archive.gz",
+        "--gzip",
+        "--nsInclude=shop.orders",
+        "--nsInclude=shop.transactions",
+        "--nsInclude=shop.we\\*ird",
+        "--drop",
+        "--stopOnError",
+    ]
+    assert not any("pw@" in a for a in argv)  # a URI (credentials) only goes into the config file
+    assert mongo.config_text("", params["uri"]) == 'uri: "mongodb://u:pw@db1:27017/?authSource=admin"\n'
+
+
+def test_mongo_safety_put_back_uses_the_same_collections_with_drop() -> None:
+    calls = _task_args("mongo_restore", "restore.yml", "runbook.ops.backup_mongo")
+    assert len(calls) == 2
+    restore, put_back = calls
+    assert restore["collections"] == put_back["collections"] == "{{ mongo_restore_collections }}"
+    assert put_back["drop"] is True
+    assert put_back["archive"] == "{{ mongo_restore__safety.backup.path }}"
+
+
+def test_mongo_config_file_is_private_and_removed(tmp_path: Path) -> None:
+    with mongo.ConfigFile("pw", "") as cfg:
+        path = Path(cfg.path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert path.read_text() == 'password: "pw"\n'
+    assert not path.exists() and not path.parent.exists()
+    with mongo.ConfigFile("", "") as cfg:  # nothing secret: no file, no --config
+        assert cfg.path == ""
+
+
+def test_mongo_tools_version_gate(tmp_path: Path) -> None:
+    old = tmp_path / "mongodump"
+    old.write_text("#!/bin/sh\necho 'mongodump version: r4.2.1'\n")
+    old.chmod(0o755)
+    with pytest.raises(mongo.MongoError, match=r"100\.3\.0 or newer"):
+        mongo.tools_version(str(old))
+    old.write_text("#!/bin/sh\necho 'mongodump version: 100.9.4'\n")
+    assert mongo.tools_version(str(old)) == "mongodump version: 100.9.4"
+    with pytest.raises(mongo.MongoError, match="not installed"):
+        mongo.tools_version(str(tmp_path / "absent"))
+
+
+def test_mongo_dump_and_restore_through_fake_tools(tmp_path: Path) -> None:
+    """The module against stand-in tools: argv never carries the password, the config file does, then vanishes."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "calls.jsonl"
+    for tool in ("mongodump", "mongorestore"):
+        script = bindir / tool
+        script.write_text(
+            "#!/usr/bin/env python3\n"
+            "import gzip, json, sys\n"
+            "args = sys.argv[1:]\n"
+            "if args == ['--version']:\n"
+            f"    print('{tool} version: 100.9.4'); sys.exit(0)\n"
+            "cfg = [a.split('=', 1)[1] for a in args if a.startswith('--config=')]\n"
+            f"rec = {{'tool': '{tool}', 'argv': args, 'config': open(cfg[0]).read() if cfg else ''}}\n"
+            f"open({str(log)!r}, 'a').write(json.dumps(rec) + '\\n')\n"
+            "arch = [a.split('=', 1)[1] for a in args if a.startswith('--archive=')][0]\n"
+            f"if '{tool}' == 'mongodump':\n"
+            "    with gzip.open(arch, 'wb') as f: f.write(b'\\x6d\\xe2\\x99\\x81' + b'x' * 5000)\n"
+        )
+        script.chmod(0o755)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    params = {
+        "database": "catalog",
+        "dir": str(backups),
+        "name": "",
+        "tag": "",
+        "remove_stale_partials": True,
+        "uri": "",
+        "login_host": "localhost",
+        "login_port": 27017,
+        "login_user": "backup",
+        "login_password": "Canary-Mongo-42",
+        "auth_database": "admin",
+        "bin_dir": str(bindir),
+        "collections": [],
+        "drop": True,
+    }
+    (backups / "catalog-20200101T000000Z.archive.gz.partial").write_bytes(b"junk")  # an interrupted dump
+    dumped = mongo.dump(params)
+    assert dumped["removed_partials"] == [str(backups / "catalog-20200101T000000Z.archive.gz.partial")]
+    assert Path(dumped["partial"]).is_file()
+    verify_mod.verify({"path": dumped["partial"], "kind": "mongodb", "format": "archive"})
+    fin = finalize_mod.finalize(
+        {"dir": str(backups), "name": dumped["name"], "kind": "mongodb", "format": "archive", "database": "catalog"}
+    )
+    restored = mongo.restore(dict(params, archive=fin["backup"]["path"], collections=["orders"]))
+    assert "orders of catalog restored" in restored["restored"]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [c["tool"] for c in calls] == ["mongodump", "mongorestore"]
+    for call in calls:
+        assert not any("Canary-Mongo-42" in a for a in call["argv"])
+        assert call["config"] == 'password: "Canary-Mongo-42"\n'
+        config_path = next(a for a in call["argv"] if a.startswith("--config=")).split("=", 1)[1]
+        assert not Path(config_path).exists()
+    assert "--nsInclude=catalog.orders" in calls[1]["argv"]
+    assert (backups / ".latest").read_text() == dumped["name"] + "\n"
+
+
+def test_mongo_check_mode_runs_nothing(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    tool = bindir / "mongodump"
+    tool.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'mongodump version: 100.9.4' && exit 0\nexit 9\n")
+    tool.chmod(0o755)
+    result = mongo.dump(
+        {"database": "c", "dir": str(tmp_path), "bin_dir": str(bindir), "login_password": "x", "uri": ""},
+        check_mode=True,
+    )
+    assert result["msg"].startswith("would dump c into ")
+    assert "<config>" in result["command"][1]
+    assert list(tmp_path.glob("c-*")) == []
+
+
+# ------------------------------------------------------------------- manifest checks (backup_verify/finalize)
+
+
+def _mongo_archive(path: Path, payload: bytes) -> None:
+    with gzip.open(path, "wb") as handle:
+        handle.write(MONGO_MAGIC + payload)
+
+
+def _finished_backup(directory: Path, name: str = "catalog-20250101T000000Z", database: str = "catalog") -> str:
+    partial = directory / f"{name}.archive.gz.partial"
+    _mongo_archive(partial, os.urandom(20000) + b"tail")
+    finalize_mod.finalize(
+        {
+            "dir": str(directory),
+            "name": name,
+            "kind": "mongodb",
+            "format": "archive",
+            "database": database,
+            "metadata": {"tools": {"mongodump": "100.9.4"}, "started": "2025-01-01T00:00:00.000000Z"},
+        }
+    )
+    return name
+
+
+def _refusal(params: dict[str, Any]) -> Any:
+    with pytest.raises(verify_mod.Refused) as info:
+        verify_mod.verify(params)
+    return info.value
+
+
+def test_finalize_writes_data_then_manifest_then_latest(tmp_path: Path) -> None:
+    name = _finished_backup(tmp_path)
+    data = tmp_path / f"{name}.archive.gz"
+    manifest = json.loads((tmp_path / f"{name}.manifest.json").read_text())
+    assert not (tmp_path / f"{name}.archive.gz.partial").exists()
+    assert manifest["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert manifest["files"] == [{"path": data.name, "size": data.stat().st_size, "sha256": manifest["sha256"]}]
+    assert manifest["database"] == "catalog" and manifest["kind"] == "mongodb" and manifest["duration_s"] > 0
+    assert (tmp_path / ".latest").read_text() == name + "\n"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o600
+    assert not list(tmp_path.glob("*.tmp"))
+    result = verify_mod.verify({"dir": str(tmp_path), "backup": "latest", "kind": "mongodb", "database": "catalog"})
+    assert [c["name"] for c in result["checks"]] == [
+        "found", "manifest", "kind", "database", "files", "size", "sha256", "decode",
+    ]  # fmt: skip
+
+
+def test_finalize_refuses_an_empty_or_missing_partial(tmp_path: Path) -> None:
+    base = {"dir": str(tmp_path), "kind": "mongodb", "format": "archive", "database": "c"}
+    with pytest.raises(ValueError, match="missing"):
+        finalize_mod.finalize(dict(base, name="c-1"))
+    (tmp_path / "c-2.archive.gz.partial").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        finalize_mod.finalize(dict(base, name="c-2"))
+    assert not list(tmp_path.glob("*.manifest.json")) and not (tmp_path / ".latest").exists()
+
+
+def test_finalize_check_mode_touches_nothing(tmp_path: Path) -> None:
+    (tmp_path / "c-1.archive.gz.partial").write_bytes(b"x")
+    result = finalize_mod.finalize(
+        {"dir": str(tmp_path), "name": "c-1", "kind": "mongodb", "format": "archive", "database": "c"},
+        check_mode=True,
+    )
+    assert result["msg"].startswith("would finalize c-1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c-1.archive.gz.partial"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "check", "detail"),
+    [
+        ("truncate10", "size", "truncated"),
+        ("truncate50", "size", "truncated"),
+        ("truncate90", "size", "truncated"),
+        ("flip", "sha256", "corrupted"),
+        ("empty", "size", "empty"),
+        ("missing", "files", "missing"),
+        ("no-manifest", "manifest", "incomplete"),
+        ("forged-manifest", "decode", "does not decompress"),
+        ("grown", "size", "manifest says"),
+    ],
+)
+def test_damaged_backups_are_refused_naming_the_check(tmp_path: Path, damage: str, check: str, detail: str) -> None:
+    name = _finished_backup(tmp_path)
+    data = tmp_path / f"{name}.archive.gz"
+    manifest_path = tmp_path / f"{name}.manifest.json"
+    raw = data.read_bytes()
+    if damage.startswith("truncate"):
+        data.write_bytes(raw[: len(raw) * int(damage[8:]) // 100])
+    elif damage == "flip":
+        flipped = bytearray(raw)
+        flipped[len(raw) // 2] ^= 0x01
+        data.write_bytes(bytes(flipped))
+    elif damage == "empty":
+        data.write_bytes(b"")
+    elif damage == "missing":
+        data.unlink()
+    elif damage == "no-manifest":
+        manifest_path.unlink()
+    elif damage == "grown":
+        data.write_bytes(raw + b"\0")
+    elif damage == "forged-manifest":  # truncated, and someone "fixed" the manifest to match: only decoding sees it
+        cut = raw[: len(raw) // 2]
+        data.write_bytes(cut)
+        manifest = json.loads(manifest_path.read_text())
+        digest = hashlib.sha256(cut).hexdigest()
+        manifest["files"][0].update(size=len(cut), sha256=digest)
+        manifest.update(size=len(cut), sha256=digest)
+        manifest_path.write_text(json.dumps(manifest))
+    refused = _refusal({"dir": str(tmp_path), "backup": "latest", "kind": "mongodb", "database": "catalog"})
+    assert refused.check == check
+    assert detail in refused.detail
+    assert refused.result["checks"][-1] == {"name": check, "ok": False, "detail": refused.detail}
+
+
+def test_wrong_database_and_wrong_kind_are_refused(tmp_path: Path) -> None:
+    _finished_backup(tmp_path, name="other-20250101T000000Z", database="other")
+    refused = _refusal({"dir": str(tmp_path), "backup": "latest", "kind": "mongodb", "database": "catalog"})
+    assert refused.check == "database" and "'other', not 'catalog'" in refused.detail
+    refused = _refusal({"dir": str(tmp_path), "backup": "latest", "kind": "postgres", "database": "other"})
+    assert refused.check == "kind"
+
+
+def test_missing_backups_are_refused(tmp_path: Path) -> None:
+    assert _refusal({"dir": str(tmp_path), "backup": "latest", "kind": "mongodb"}).check == "found"
+    assert _refusal({"dir": str(tmp_path), "backup": "nope-1", "kind": "mongodb"}).check == "found"
+    name = _finished_backup(tmp_path)
+    # by name, by data path and by manifest path all find the same backup
+    for ref in (name, str(tmp_path / f"{name}.archive.gz"), str(tmp_path / f"{name}.manifest.json")):
+        assert verify_mod.verify({"dir": str(tmp_path), "backup": ref, "kind": "mongodb"})["name"] == name
+
+
+def test_partial_archive_decodes_only_when_whole(tmp_path: Path) -> None:
+    path = tmp_path / "a.archive.gz.partial"
+    _mongo_archive(path, b"y" * 100000)
+    assert verify_mod.verify({"path": str(path), "kind": "mongodb", "format": "archive"})["ok"]
+    path.write_bytes(path.read_bytes()[:-10])
+    assert _refusal({"path": str(path), "kind": "mongodb", "format": "archive"}).check == "decode"
+    with gzip.open(path, "wb") as handle:
+        handle.write(b"not an archive")
+    assert "magic" in _refusal({"path": str(path), "kind": "mongodb", "format": "archive"}).detail
+
+
+# ------------------------------------------------------------------------ pg: decoding pg_restore's script
+
+PG_SCRIPT = b"""--
+-- PostgreSQL database dump
+--
+CREATE FUNCTION public.f() RETURNS void LANGUAGE sql AS $$
+COPY public.fake (a) FROM stdin;
+$$;
+
+--
+-- Name: orders; Type: TABLE; Schema: public; Owner: lab
+--
+
+--
+-- Data for Name: orders; Type: TABLE DATA; Schema: public; Owner: lab
+--
+
+COPY public.orders (id, customer) FROM stdin;
+1\tcustomer-001
+2\tline with an escaped\\nnewline
+\\.
+
+
+--
+-- Data for Name: Weird Name; Type: TABLE DATA; Schema: My Schema; Owner: lab
+--
+
+COPY "My Schema"."Weird Name" (id) FROM stdin;
+\\.
+
+
+--
+-- Data for Name: wallet; Type: TABLE DATA; Schema: public; Owner: lab
+--
+
+COPY public.wallet (id, owner, balance_cents) FROM stdin;
+1\tcustomer-001\t5
+\\.
+"""
+
+
+def test_copy_rows_are_counted_per_table_from_the_decoded_script() -> None:
+    counts = verify_mod.count_copy_rows(io.BytesIO(PG_SCRIPT))
+    assert counts == {"public.orders": 2, '"My Schema"."Weird Name"': 0, "public.wallet": 1}
+
+
+def test_a_script_ending_inside_copy_data_is_refused() -> None:
+    cut = PG_SCRIPT[: PG_SCRIPT.index(b"2\tline")]
+    with pytest.raises(verify_mod.Refused, match="ends in the middle"):
+        verify_mod.count_copy_rows(io.BytesIO(cut))
+
+
+_IDENT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(
+    lambda s: s.strip() == s and s != ""
+)
+
+
+@given(schema=_IDENT, name=_IDENT)
+@settings(max_examples=300, deadline=None)
+def test_display_names_parse_back(schema: str, name: str) -> None:
+    shown = inspect_mod.display_name(schema, name)
+    assert inspect_mod.parse_qualified(shown) == (schema, name)
+    assert verify_mod.parse_qualified(shown) == (schema, name)
+
+
+def test_table_names_as_operators_write_them() -> None:
+    parse = restore_mod.parse_qualified
+    assert parse("orders") == ("public", "orders")
+    assert parse("Sales.Orders") == ("sales", "orders")
+    assert parse('"Sales"."Order ""x"""') == ("Sales", 'Order "x"')
+    assert restore_mod.sql_name("orders") == '"public"."orders"'
+    for bad in ("a.b.c", "a.", '"open', ""):
+        with pytest.raises(ValueError):
+            parse(bad)
+
+
+# -------------------------------------------------------------------------------- pg: commands and names
+
+
+def test_pg_dump_compression_follows_the_tool_version() -> None:
+    assert dump_mod.compression_args("auto", 15) == ([], "gzip")
+    assert dump_mod.compression_args("gzip:9", 15) == (["-Z", "9"], "gzip:9")
+    assert dump_mod.compression_args("none", 15) == (["-Z", "0"], "none")
+    assert dump_mod.compression_args("auto", 16) == (["--compress=zstd"], "zstd")
+    assert dump_mod.compression_args("zstd:5", 17) == (["--compress=zstd:5"], "zstd:5")
+    with pytest.raises(ValueError, match="pg_dump 16 or newer"):
+        dump_mod.compression_args("zstd", 15)
+    with pytest.raises(ValueError):
+        dump_mod.compression_args("brotli", 16)
+
+
+def test_pg_dump_argv_has_no_password_and_quotes_the_database() -> None:
+    client = dump_mod.PgClient("127.0.10.21", 5432, "lab", "Canary-PG-1")
+    custom = dump_mod.dump_argv(client, "sh'op", "/b/x.dump.partial", "custom", 2, [], "30s")
+    assert custom == [
+        "pg_dump", "-F", "c", "-f", "/b/x.dump.partial", "--lock-wait-timeout=30s", "-d", "dbname='sh\\'op'",
+    ]  # fmt: skip
+    directory = dump_mod.dump_argv(client, "shop", "/b/x.dir.partial", "directory", 4, ["-Z", "6"], "")
+    assert directory == ["pg_dump", "-F", "d", "-f", "/b/x.dir.partial", "-j", "4", "-Z", "6", "-d", "dbname='shop'"]
+    env = client._env()
+    assert "Canary-PG-1" not in json.dumps(env) and "PGPASSWORD" not in env
+
+
+def test_password_file_is_in_memory_and_escaped() -> None:
+    client = dump_mod.PgClient("h", 5432, "us:er", "pa:ss\\word")
+    fd, path, tmpdir = client._passfile()
+    try:
+        assert tmpdir is None and path == f"/proc/self/fd/{fd}"  # memfd: nothing on disk
+        assert os.pread(fd, 200, 0) == b"*:*:*:us\\:er:pa\\:ss\\\\word\n"
+        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o600
+    finally:
+        os.close(fd)
+
+
+def test_backup_names_never_collide(tmp_path: Path) -> None:
+    import datetime
+
+    now = datetime.datetime(2025, 1, 15, 14, 30, 0, tzinfo=datetime.UTC)
+    first = dump_mod.backup_name("shop", "", str(tmp_path), "custom", now)
+    assert first == "shop-20250115T143000Z"
+    (tmp_path / "shop-20250115T143000Z.dump.partial").write_bytes(b"x")
+    assert dump_mod.backup_name("shop", "safety", str(tmp_path), "custom", now) == "shop-safety-20250115T143000Z"
+    assert dump_mod.backup_name("shop", "", str(tmp_path), "custom", now) == "shop-20250115T143000Z-2"
+    assert dump_mod.backup_name("my db/x", "", str(tmp_path), "custom", now) == "my_db_x-20250115T143000Z"
+
+
+def test_stale_partials_are_this_databases_only(tmp_path: Path) -> None:
+    for name in ("shop-1.dump.partial", "shop-2.dir.partial", "shop-3.manifest.json.tmp", "shopx-1.dump.partial",
+                 "shop-4.dump", "other-1.dump.partial"):  # fmt: skip
+        (tmp_path / name).write_bytes(b"x")
+    found = [Path(p).name for p in dump_mod.stale_partials(str(tmp_path), "shop")]
+    assert found == ["shop-1.dump.partial", "shop-2.dir.partial", "shop-3.manifest.json.tmp"]
+
+
+def test_restore_names_fit_postgres_limits() -> None:
+    assert restore_mod.derived("shop", "restore", "20250115_143000") == "shop__restore_20250115_143000"
+    long = "d" * 60
+    for kind in ("restore", "pre", "reverted"):
+        name = restore_mod.derived(long, kind, "20250115_143000")
+        assert len(name.encode()) <= 63
+    assert restore_mod.derived(long, "pre", "1") != restore_mod.derived("d" * 59 + "e", "pre", "1")
+
+
+def test_swap_is_one_transaction_with_both_renames() -> None:
+    sql = restore_mod.swap_sql("shop", "shop__restore_1", "shop__pre_1", True, True, 150000, "10s")
+    lines = sql.splitlines()
+    assert lines[0] == "SET lock_timeout = '10s';"
+    assert lines[1] == "BEGIN;" and lines[-1] == "COMMIT;"
+    assert "pg_terminate_backend(pid, 5000)" in lines[2] and "datname = 'shop'" in lines[2]
+    assert lines[3:5] == [
+        'ALTER DATABASE "shop" RENAME TO "shop__pre_1";',
+        'ALTER DATABASE "shop__restore_1" RENAME TO "shop";',
+    ]
+    no_live = restore_mod.swap_sql("shop", "t", "p", False, True, 150000, "10s")
+    assert 'RENAME TO "p"' not in no_live and 'ALTER DATABASE "t" RENAME TO "shop";' in no_live
+
+
+def test_selective_restore_truncates_then_checks_counts_before_commit() -> None:
+    head, tail = restore_mod.table_load_sql(["public.orders"], {"public.orders": 1000}, "10s")
+    assert head == 'SET lock_timeout = \'10s\';\nBEGIN;\nTRUNCATE ONLY "public"."orders";\n'
+    assert tail.rstrip().endswith("COMMIT;")
+    assert 'SELECT count(*) INTO n FROM "public"."orders";' in tail and "IF n <> 1000" in tail
+
+
+def test_restore_argv() -> None:
+    client = restore_mod.PgClient("h", 5432, "u", "p")
+    assert restore_mod.restore_argv(client, "shop__restore_1", "/b/x.dump", 4, False, False) == [
+        "pg_restore", "-w", "-d", "dbname='shop__restore_1'", "--exit-on-error", "-j", "4", "/b/x.dump",
+    ]  # fmt: skip
+    assert "--single-transaction" in restore_mod.restore_argv(client, "shop", "/b/x.dump", 1, True, True)
+
+
+# ---------------------------------------------------------------------------- migrations: planning, parsing
+
+FIXTURE = ROOT / "lab" / "migrations" / "shop"
+
+
+def test_fixture_migrations_load_and_need_no_transaction_of_their_own() -> None:
+    migrations = migr.load_migrations(directory=str(FIXTURE))
+    assert sorted(migrations) == [1, 2, 3, 4]
+    for migration in migrations.values():
+        assert migration["up"] and migration["down"]
+        assert not migr.manages_transaction(migration["down"])
+    assert not migr.manages_transaction((FIXTURE / "0004_create_order_events.up.sql").read_text())
+
+
+def test_plan_is_newest_first_and_refuses_gaps() -> None:
+    migrations = migr.load_migrations(directory=str(FIXTURE))
+    applied = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
+    assert migr.plan(applied, migrations, 2) == [4, 3]
+    assert migr.plan(applied, migrations, 4) == []
+    assert migr.plan({1: "0001"}, migrations, 2) == []
+    assert migr.plan(applied, migrations, 0) == [4, 3, 2, 1]
+    with pytest.raises(migr.MigrationError, match="no down script for applied migration 0007"):
+        migr.plan({**applied, 7: "0007"}, migrations, 2)
+
+
+@pytest.mark.parametrize(
+    ("sql", "own"),
+    [
+        ("BEGIN;\nALTER TABLE t DROP COLUMN c;\nCOMMIT;", True),
+        ("start transaction; drop table t; end;", True),
+        ("DROP TABLE t; ROLLBACK;", True),
+        ("DO $$ BEGIN PERFORM 1; END $$;", False),
+        ("CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;", False),
+        ("-- BEGIN;\nSELECT 'COMMIT;';\n/* ROLLBACK; */", False),
+        ("ALTER TABLE t DROP COLUMN begin_at;", False),
+    ],
+)
+def test_scripts_with_their_own_transaction_are_spotted(sql: str, own: bool) -> None:
+    assert migr.manages_transaction(sql) is own
+
+
+def test_rollback_script_checks_and_deletes_in_the_same_transaction() -> None:
+    migration = {"name": "0004_x", "down": "DROP TABLE x;", "version": "0004"}
+    script = migr.rollback_script(migration, "0004", '"public"."schema_migrations"', "10s")
+    assert script.index("is no longer applied") < script.index("DROP TABLE x;") < script.index("DELETE FROM")
+    assert 'DELETE FROM "public"."schema_migrations" WHERE version::text = \'0004\';' in script
+    assert "BEGIN" not in script.replace("$runbook$ BEGIN", "")  # psql --single-transaction wraps it
+
+
+# ------------------------------------------------------------------------------------- the roles themselves
+
+
+def _spec(role: str) -> dict[str, Any]:
+    return yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+
+
+@pytest.mark.parametrize("role", DB_ROLES)
+def test_spec_options_are_prefixed_described_and_match_defaults(role: str) -> None:
+    spec = _spec(role)
+    defaults = _role_defaults(role) or {}
+    for name, option in spec["options"].items():
+        assert name.startswith(role + "_"), name
+        assert option.get("description"), name
+        assert option.get("type"), name
+        assert option.get("required") or "default" in option, name
+        if option.get("required"):
+            assert name not in defaults, name
+        else:
+            assert defaults[name] == option["default"], name
+    assert set(defaults) <= set(spec["options"])
+
+
+def _tasks(role: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+
+    def walk(filename: str, tasks: list[dict[str, Any]]) -> None:
+        for task in tasks or []:
+            out.append((filename, task))
+            for key in ("block", "rescue", "always"):
+                walk(filename, task.get(key, []))
+
+    for path in sorted((ROLES / role / "tasks").glob("*.yml")):
+        walk(path.name, yaml.safe_load(path.read_text()))
+    return out
+
+
+@pytest.mark.parametrize("role", DB_ROLES)
+def test_every_task_that_handles_a_password_is_no_log(role: str) -> None:
+    secret_options = [k for k, v in _spec(role)["options"].items() if v.get("no_log")]
+    assert secret_options
+    for filename, task in _tasks(role):
+        text = yaml.safe_dump({k: v for k, v in task.items() if k not in ("block", "rescue", "always")})
+        if any(opt in text for opt in secret_options):
+            assert task.get("no_log") is True, f"{role}/{filename}: {task.get('name')}"
+        assert "environment" not in task, f"{role}/{filename}: environment would put secrets in ps"
+
+
+@pytest.mark.parametrize("role", DB_ROLES)
+def test_tasks_are_named_fqcn_and_modules_exist(role: str) -> None:
+    for filename, task in _tasks(role):
+        assert task.get("name", "")[:1].isupper(), f"{role}/{filename}: {task}"
+        modules = [k for k in task if "." in k and k.count(".") >= 2]
+        for module in modules:
+            namespace, collection, short = module.split(".", 2)
+            assert (namespace, collection) in {("ansible", "builtin"), ("runbook", "ops")}, module
+            if namespace == "runbook":
+                assert (MODULES / f"{short}.py").is_file(), module
+    main = yaml.safe_load((ROLES / role / "tasks" / "main.yml").read_text())
+    includes = [t for block in main for t in block.get("block", [])]
+    assert all("ansible.builtin.import_tasks" in t for t in includes)
+
+
+@pytest.mark.parametrize("role", DB_ROLES)
+def test_probes_do_not_report_changes(role: str) -> None:
+    for filename, task in _tasks(role):
+        if "runbook.ops.backup_verify" in task or "runbook.ops.pg_inspect" in task:
+            assert task.get("changed_when") is False, f"{role}/{filename}: {task['name']}"
+
+
+@pytest.mark.parametrize("role", DB_ROLES)
+def test_readme_is_generated_from_the_argument_spec(role: str) -> None:
+    readme = (ROLES / role / "README.md").read_text()
+    assert readme == render_readme(role), f"roles/{role}/README.md is stale"
+
+
+def render_readme(role: str) -> str:
+    """The README a role's argument spec gives (kept in the same form as `runbook docs` writes)."""
+    spec = _spec(role)
+    lines = [f"# {role}", "", str(spec["short_description"]), ""]
+    description = spec.get("description") or []
+    for para in [description] if isinstance(description, str) else description:
+        lines.append(f"- {para}")
+    lines += [
+        "",
+        "## Options",
+        "",
+        f"In a runbook's `with:` write the short name; the role variable is `{role}_<name>`.",
+        "",
+        "| Name | Type | Default | Description |",
+        "|---|---|---|---|",
+    ]
+    for full, option in spec["options"].items():
+        short = full[len(role) + 1 :]
+        kind = option["type"] + (f" of {option['elements']}" if option.get("elements") else "")
+        default = "**required**" if option.get("required") else "`" + json.dumps(option.get("default")) + "`"
+        desc = option["description"]
+        desc = " ".join(desc) if isinstance(desc, list) else str(desc)
+        if option.get("choices"):
+            desc += " One of: " + ", ".join(f"`{c}`" for c in option["choices"]) + "."
+        if option.get("no_log"):
+            desc += " Secret (no_log)."
+        lines.append(f"| `{short}` | {kind} | {default} | {desc.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- runbooks
+
+
+@pytest.mark.parametrize("name", RUNBOOKS)
+def test_shipped_runbooks_validate_and_have_on_failure(name: str) -> None:
+    from runner import api
+
+    path = ROOT / "runbooks" / f"{name}.yml"
+    result = api.validate(path)
+    assert result.ok, result
+    doc = yaml.safe_load(path.read_text())
+    assert doc["spec"]["on_failure"], name
+    for step in doc["spec"]["steps"] + doc["spec"]["on_failure"]:
+        for key, value in (step.get("with") or {}).items():
+            assert not key.startswith(step["uses"] + "_"), f"{name}: use short option names ({key})"
+            if "password" in key:
+                assert "params." in value or "db_password" in value
