@@ -31,7 +31,7 @@ def load_runbook(path: str | Path, roles_paths: list[Path]) -> Runbook:
     try:
         located = parse_yaml_file(file)
     except YamlSyntaxError as exc:
-        raise InvalidInput(str(exc.diagnostic), [exc.diagnostic]) from None
+        raise InvalidInput(str(exc), exc.diagnostics) from None
     return _validate(located, file, roles_paths)
 
 
@@ -39,7 +39,7 @@ def load_runbook_text(text: str, file: str, roles_paths: list[Path]) -> Runbook:
     try:
         located = parse_yaml_text(text, file)
     except YamlSyntaxError as exc:
-        raise InvalidInput(str(exc.diagnostic), [exc.diagnostic]) from None
+        raise InvalidInput(str(exc), exc.diagnostics) from None
     return _validate(located, Path(file), roles_paths)
 
 

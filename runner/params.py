@@ -48,7 +48,7 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     try:
         located = parse_yaml_file(Path(path))
     except YamlSyntaxError as exc:
-        raise InvalidInput(str(exc.diagnostic), [exc.diagnostic]) from None
+        raise InvalidInput(str(exc), exc.diagnostics) from None
     if located.data is None:
         return {}
     if not isinstance(located.data, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import jinja2
@@ -27,7 +28,18 @@ def _source(text: str, expression: bool) -> str:
 
 
 def parse(text: str, *, expression: bool = False) -> nodes.Template | str:
-    """The template's syntax tree, or a message saying why it cannot be parsed (never raises)."""
+    """The template's syntax tree, or a message saying why it cannot be parsed (never raises; cached)."""
+    if len(text) > 4096:
+        return _parse(text, expression)
+    return _parse_cached(text, expression)
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(text: str, expression: bool) -> nodes.Template | str:
+    return _parse(text, expression)
+
+
+def _parse(text: str, expression: bool) -> nodes.Template | str:
     try:
         return _ENV.parse(_source(text, expression))
     except jinja2.TemplateSyntaxError as exc:
@@ -50,13 +62,18 @@ def syntax_error(text: str, *, expression: bool = False) -> str | None:
 
 def references(text: str, *, expression: bool = False) -> list[Reference]:
     """params.X / params['X'] / steps.ID.KEY references in a template (empty on syntax errors)."""
+    return list(_references_cached(text, expression))
+
+
+@lru_cache(maxsize=4096)
+def _references_cached(text: str, expression: bool) -> tuple[Reference, ...]:
     tree = parse(text, expression=expression)
     if isinstance(tree, str):
-        return []
+        return ()
     try:
-        return _references(tree)
+        return tuple(_references(tree))
     except RecursionError:
-        return []
+        return ()
 
 
 def _references(tree: nodes.Template) -> list[Reference]:
