@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import paths
+from runner import history as history_db
+from runner import metrics as run_metrics
+from runner import paths, report_formats
 from runner.errors import Diagnostic, InvalidInput
 from runner.inventory import resolve_hosts
 from runner.loader import load_runbook
@@ -136,7 +138,19 @@ def report(run: str, state_dir: Path, fmt: str = "md") -> str:
         return json.dumps(data, indent=2) + "\n"
     if fmt == "md":
         return render_markdown(data)
-    raise InvalidInput(f"error: unknown report format {fmt!r} (md, json)")
+    if fmt == "html":
+        return report_formats.render_html(data)
+    if fmt == "junit":
+        return report_formats.render_junit(data)
+    raise InvalidInput(f"error: unknown report format {fmt!r} (md, html, json, junit)")
+
+
+def history(state_dir: Path, runbook: str | None = None, since_s: float | None = None) -> list[history_db.RunRow]:
+    return history_db.list_runs(state_dir, runbook, since_s)
+
+
+def metrics(state_dir: Path, runbook: str | None = None, since_s: float | None = None) -> run_metrics.MetricsReport:
+    return run_metrics.compute(state_dir, runbook, since_s)
 
 
 def resume(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runner import __version__, api, paths
-from runner.durations import format_seconds
+from runner.durations import format_seconds, parse_duration
 from runner.errors import ExitStatus, InvalidInput, RunbookError
 from runner.model import Runbook
 from runner.params import ResolvedParams
@@ -95,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_summary(result.report)
         print(f"report: {result.files.markdown}")
         print(f"        {result.files.json}")
+        print(f"        {result.files.directory / 'report.html'}")
     return result.exit_status
 
 
@@ -146,6 +148,39 @@ def _ask(step: object, question: str) -> bool:
 
 def cmd_report(args: argparse.Namespace) -> int:
     sys.stdout.write(api.report(args.run, _state_dir(args), args.format))
+    return 0
+
+
+def _since(args: argparse.Namespace) -> float | None:
+    if not args.since:
+        return None
+    try:
+        return parse_duration(args.since)
+    except ValueError as exc:
+        raise InvalidInput(f"error: --since {exc}") from None
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from runner import history
+
+    rows = api.history(_state_dir(args), args.runbook, _since(args))
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2, default=str))
+    else:
+        print(history.format_runs(rows))
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from runner import metrics
+
+    report = api.metrics(_state_dir(args), args.runbook, _since(args))
+    if args.format == "prometheus":
+        sys.stdout.write(metrics.format_prometheus(report))
+    elif args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        sys.stdout.write(metrics.format_text(report))
     return 0
 
 
@@ -257,9 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="print a run's report")
     p.add_argument("run", help="run id (or unique prefix) or run directory")
-    p.add_argument("--format", choices=["md", "json"], default="md")
+    p.add_argument("--format", choices=["md", "html", "json", "junit"], default="md")
     common(p, state=True)
     p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("history", help="past runs from the history database")
+    p.add_argument("--runbook", metavar="NAME")
+    p.add_argument("--since", metavar="DURATION", help="e.g. 7d, 12h")
+    p.add_argument("--json", action="store_true")
+    common(p, state=True)
+    p.set_defaults(handler=cmd_history)
+
+    p = sub.add_parser("metrics", help="recovery metrics: success rate, rollback frequency, MTTR, SEV targets")
+    p.add_argument("--runbook", metavar="NAME")
+    p.add_argument("--since", metavar="DURATION")
+    p.add_argument("--format", choices=["text", "prometheus", "json"], default="text")
+    common(p, state=True)
+    p.set_defaults(handler=cmd_metrics)
 
     p = sub.add_parser("lab", help="the local drill lab")
     p.add_argument("action", choices=["up", "down", "status", "reset", "ssh"])

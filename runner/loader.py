@@ -67,17 +67,22 @@ def _validate_located(located: Located, roles_paths: list[Path]) -> Runbook:
                 located.diagnostic((), "a runbook must be a mapping with apiVersion, kind, metadata and spec")
             )
         raise InvalidInput("\n".join(map(str, problems)), problems)
-    problems = list(located.problems)
-    problems += schema_diagnostics(located, "runbook.schema.json")
     checker = _SemanticChecker(located, roles_paths)
     runbook = checker.build()
-    problems += checker.problems
+    later = schema_diagnostics(located, "runbook.schema.json") + checker.problems
+    # a value the YAML layer already rejected (and replaced by null) is not reported again by the schema
+    spoiled = [d.path for d in located.problems]
+    problems = list(located.problems) + [d for d in later if not any(_within(d.path, p) for p in spoiled)]
     if problems or runbook is None:
         if not problems:
             problems = [located.diagnostic((), "invalid runbook")]
         problems = sorted(dict.fromkeys(problems), key=lambda d: (d.line, d.column, d.message))
         raise InvalidInput("\n".join(map(str, problems)), problems)
     return runbook
+
+
+def _within(path: str, outer: str) -> bool:
+    return path == outer or path.startswith((outer + ".", outer + "[")) if outer else True
 
 
 class _SemanticChecker:
@@ -236,7 +241,7 @@ class _SemanticChecker:
             if role is not None and isinstance(item.get("with", {}), dict):
                 for problem in check_options(role, with_):
                     at = (*path, "with", *problem.path)
-                    if not problem.path and not with_:
+                    if not problem.path and "with" not in item:
                         at = path  # no with: at all
                     self.error(at, problem.message, key=problem.key)
             self._check_templates(item, path, params, available)

@@ -33,6 +33,15 @@ DEFAULT_TTL_S = 1800
 LEASE_TASK = "Runbook lease lock"
 
 
+class LeaseHeld(LockHeld):
+    """LockHeld (exit 4) with the holders: host -> the other run's lease (None when it could not be read)."""
+
+    def __init__(self, message: str, name: str, holders: dict[str, dict[str, Any] | None]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.holders = holders
+
+
 @dataclass(frozen=True)
 class HostLease:
     """What one host answered."""
@@ -68,6 +77,10 @@ class LeaseOutcome:
     @property
     def taken_over(self) -> dict[str, dict[str, Any]]:
         return {h: r.taken_over for h, r in self.hosts.items() if r.taken_over}
+
+    def report_entry(self, name: str) -> dict[str, Any]:
+        """The report's `lock` key for a run that holds its leases."""
+        return {"name": name, "hosts": sorted(self.acquired), "taken_over": self.taken_over, "held_by": {}}
 
 
 def _pattern(hosts_pattern: str | Iterable[str]) -> str:
@@ -268,7 +281,11 @@ def acquire_leases(
                 inventory, ":".join(taken), run_id, name=name, lock_dir=lock_dir, work_dir=work_dir, strict=False
             )
         details = "; ".join(describe_holder(h, r.holder, r.message) for h, r in sorted(held.items()))
-        raise LockHeld(f"error: lock {name!r} is held on {len(held)} host(s): {details}")
+        raise LeaseHeld(
+            f"error: lock {name!r} is held on {len(held)} host(s): {details}",
+            name,
+            {h: r.holder for h, r in sorted(held.items())},
+        )
     return outcome
 
 
@@ -404,6 +421,7 @@ __all__ = [
     "DEFAULT_NAME",
     "DEFAULT_TTL_S",
     "HostLease",
+    "LeaseHeld",
     "LeaseKeeper",
     "LeaseOutcome",
     "acquire_leases",

@@ -49,6 +49,8 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
         located = parse_yaml_file(Path(path))
     except YamlSyntaxError as exc:
         raise InvalidInput(str(exc), exc.diagnostics) from None
+    if located.problems:
+        raise InvalidInput("\n".join(map(str, located.problems)), list(located.problems))
     if located.data is None:
         return {}
     if not isinstance(located.data, dict):

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from runner.durations import format_seconds
 
+
 def one_line(text: str, limit: int = 240) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -110,6 +110,18 @@ def _options(raw: Any, prefix: str, where: str) -> dict[str, RoleOption]:
     return options
 
 
+def _attribute(attributes: dict[str, Any], name: str) -> str | None:
+    """An entry-point attribute's description: where a role says runner-specific things ansible-lint accepts.
+
+    ansible-lint's role-arg-spec schema rejects unknown keys in an entry point (x_runbook_changes), but allows
+    `attributes: {runbook_changes: {description: "...", support: full}}`.
+    """
+    entry = attributes.get(name)
+    if isinstance(entry, dict) and entry.get("description"):
+        return _description(entry["description"])
+    return None
+
+
 @lru_cache(maxsize=256)
 def _load_role(path: Path, mtime_ns: int) -> Role:
     name = path.name
@@ -126,20 +138,23 @@ def _load_role(path: Path, mtime_ns: int) -> Role:
         main = specs.get("main") or {}
         if not isinstance(main, dict):
             raise SpecError("argument_specs.main must be a mapping")
-        changes = main.get("x_runbook_changes")
+        raw_attributes = main.get("attributes")
+        attributes: dict[str, Any] = raw_attributes if isinstance(raw_attributes, dict) else {}
+        changes = main.get("x_runbook_changes") or _attribute(attributes, "runbook_changes")
+        facts = main.get("x_runbook_needs_facts") or _attribute(attributes, "runbook_needs_facts")
         return Role(
             name=name,
             path=path,
             short_description=_description(main.get("short_description")),
             options=_options(main.get("options"), f"{name}_", ""),
-            needs_facts=bool(main.get("x_runbook_needs_facts", False)),
+            needs_facts=bool(facts) and str(facts).lower() not in ("false", "no", "none"),
             description=_paragraphs(main.get("description")),
             changes=str(changes) if changes else None,
             has_spec=True,
         )
     except Exception as exc:  # a broken spec is reported where the role is used, never a traceback
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Role(name=name, path=path, spec_problem=f"{spec_file}: {detail}", has_spec=True)
+        return Role(name=name, path=path, spec_problem=detail, has_spec=True)
 
 
 def _role_dir(name: str, base: Path) -> Path | None:
@@ -211,8 +226,29 @@ def _label(path: RelPath) -> str:
     return out
 
 
-def check_options(role: Role, with_: dict[str, Any], *, lenient: bool = False) -> list[OptionProblem]:
-    """Every problem of a step's with: against the role's options (unknown, required, type, choices)."""
+@dataclass(frozen=True)
+class _Mode:
+    lenient: bool = False  # Ansible's conversions ("5" is an int): for values rendered from templates
+    literal: frozenset[RelPath] = frozenset()  # values that are data even when they look like templates
+    show_values: bool = True  # False when a value may hold a secret
+
+    def is_literal(self, at: RelPath) -> bool:
+        return any(at[: len(p)] == p for p in self.literal)
+
+
+def check_options(
+    role: Role,
+    with_: dict[str, Any],
+    *,
+    lenient: bool = False,
+    literal: frozenset[RelPath] = frozenset(),
+    show_values: bool = True,
+) -> list[OptionProblem]:
+    """Every problem of a step's with: against the role's options (unknown, required, type, choices).
+
+    Template strings are skipped (they are checked once params are known), except under the paths in literal.
+    """
+    mode = _Mode(lenient, literal, show_values)
     problems: list[OptionProblem] = []
     for raw_key in with_:
         key = str(raw_key)
@@ -227,14 +263,14 @@ def check_options(role: Role, with_: dict[str, Any], *, lenient: bool = False) -
             problems.append(OptionProblem((key,), f"role {role.name} has no option {key!r}{hint}", key=True))
     for option in role.options.values():
         if option.name in with_:
-            problems += _check_value(role, option, with_[option.name], (option.name,), lenient)
+            problems += _check_value(role, option, with_[option.name], (option.name,), mode)
         elif option.required:
             problems.append(OptionProblem((), f"role {role.name} needs option {option.name!r}"))
     return problems
 
 
 def _check_sub(
-    role: Role, options: dict[str, RoleOption], value: dict[str, Any], at: RelPath, lenient: bool
+    role: Role, options: dict[str, RoleOption], value: dict[str, Any], at: RelPath, mode: _Mode
 ) -> list[OptionProblem]:
     problems: list[OptionProblem] = []
     for key in value:
@@ -247,47 +283,48 @@ def _check_sub(
             )
     for option in options.values():
         if option.name in value:
-            problems += _check_value(role, option, value[option.name], (*at, option.name), lenient)
+            problems += _check_value(role, option, value[option.name], (*at, option.name), mode)
         elif option.required:
             problems.append(OptionProblem(at, f"role {role.name} needs option {_label((*at, option.name))!r}"))
     return problems
 
 
-def _check_value(role: Role, option: RoleOption, value: Any, at: RelPath, lenient: bool) -> list[OptionProblem]:
-    if is_template(value):
+def _check_value(role: Role, option: RoleOption, value: Any, at: RelPath, mode: _Mode) -> list[OptionProblem]:
+    if is_template(value) and not mode.is_literal(at):
         return []  # checked once params are known (runner.typecheck)
     label = _label(at)
-    ok, converted = convert(option.type, value, lenient=lenient)
+    ok, converted = convert(option.type, value, lenient=mode.lenient)
     if not ok:
         expected = _TYPE_NAMES.get(option.type, option.type)
-        return [OptionProblem(at, f"option {label!r} of role {role.name} expects {expected}, got {_show(value)}")]
+        shown = _show(value, mode.show_values)
+        return [OptionProblem(at, f"option {label!r} of role {role.name} expects {expected}, got {shown}")]
     problems: list[OptionProblem] = []
     if option.type == "list" and isinstance(converted, list):
         for index, item in enumerate(converted):
             item_at = (*at, index)
-            if is_template(item):
+            if is_template(item) and not mode.is_literal(item_at):
                 continue
             if option.elements:
-                good, item_value = convert(option.elements, item, lenient=lenient)
+                good, item_value = convert(option.elements, item, lenient=mode.lenient)
                 if not good:
                     expected = _TYPE_NAMES.get(option.elements, option.elements)
+                    shown = _show(item, mode.show_values)
                     problems.append(
                         OptionProblem(
-                            item_at,
-                            f"option {_label(item_at)!r} of role {role.name} expects {expected}, got {_show(item)}",
+                            item_at, f"option {_label(item_at)!r} of role {role.name} expects {expected}, got {shown}"
                         )
                     )
                     continue
                 item = item_value
             if option.choices and _hashable_not_in(item, option.choices):
-                problems.append(OptionProblem(item_at, _choices_message(role, item_at, option, item)))
+                problems.append(OptionProblem(item_at, _choices_message(role, item_at, option, item, mode)))
             if option.options and isinstance(item, dict):
-                problems += _check_sub(role, option.options, item, item_at, lenient)
+                problems += _check_sub(role, option.options, item, item_at, mode)
         return problems
     if option.choices and _hashable_not_in(converted, option.choices):
-        problems.append(OptionProblem(at, _choices_message(role, at, option, value)))
+        problems.append(OptionProblem(at, _choices_message(role, at, option, value, mode)))
     if option.options and isinstance(converted, dict):
-        problems += _check_sub(role, option.options, converted, at, lenient)
+        problems += _check_sub(role, option.options, converted, at, mode)
     return problems
 
 
@@ -298,15 +335,15 @@ def _hashable_not_in(value: Any, choices: tuple[Any, ...]) -> bool:
         return True
 
 
-def _choices_message(role: Role, at: RelPath, option: RoleOption, value: Any) -> str:
+def _choices_message(role: Role, at: RelPath, option: RoleOption, value: Any, mode: _Mode) -> str:
     allowed = ", ".join(str(c) for c in option.choices)
-    return f"option {_label(at)!r} of role {role.name} must be one of: {allowed} (got {_show(value)})"
+    return f"option {_label(at)!r} of role {role.name} must be one of: {allowed} (got {_show(value, mode.show_values)})"
 
 
-def _show(value: Any) -> str:
-    """A value for a message: its kind, and the value itself when short."""
+def _show(value: Any, show_values: bool = True) -> str:
+    """A value for a message: its kind, and the value itself when short (and not possibly secret)."""
     kind = _kind(value)
-    if isinstance(value, (dict, list)) or value is None:
+    if isinstance(value, (dict, list)) or value is None or not show_values:
         return kind
     text = repr(value)
     return f"{kind} {text}" if len(text) <= 40 else kind
@@ -376,7 +413,7 @@ def convert(type_name: str, value: Any, *, lenient: bool) -> tuple[bool, Any]:
 
 def type_error(option: RoleOption, value: Any) -> str | None:
     """Why value does not fit the option (None when it fits). Template strings are checked later."""
-    for problem in _check_value(Role(name="role", path=Path()), option, value, (option.name,), False):
+    for problem in _check_value(Role(name="role", path=Path()), option, value, (option.name,), _Mode()):
         return problem.message
     return None
 

@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, policy
+from runner import __version__, history, lock, notify, policy, report_formats
 from runner.errors import ApprovalRequired, ExitStatus
 from runner.events import FAILED, SUCCEEDED, UNREACHABLE, EventCollector, HostStepResult
 from runner.execute import prepare_private_dir, run_playbook, scrub_private_dir
+from runner.inventory import resolve_hosts
 from runner.journal import Journal, utcnow
 from runner.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook, Step
 from runner.params import ResolvedParams
@@ -126,6 +127,8 @@ class _Run:
         self.order: list[tuple[str, str, str]] = []
         self.first_failure_at: str | None = None
         self.last_seen: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self.leases: lock.LeaseKeeper | None = None
+        self.lock_entry: dict[str, Any] | None = None
         self.stopped_message = ""
 
     def emit(self, kind: str, **data: Any) -> None:
@@ -209,6 +212,19 @@ class _Run:
         self.journal = Journal(self.run_dir / "journal.jsonl", self.redactor)
         started = utcnow()
         t0 = time.monotonic()
+        try:
+            self._take_leases()
+        except lock.LeaseHeld as exc:
+            self.lock_entry = {"name": exc.name, "hosts": [], "taken_over": {}, "held_by": exc.holders}
+            self.journal.append("lock_held", holders=exc.holders)
+            scrub_private_dir(self.private_dir)
+            self._finish_files(started, t0, STATUS_FAILED, str(exc), {"ran": False, "status": "not run",
+                                                                      "duration_s": 0.0, "restored": []},
+                               record=False, send=False)
+            raise
+        self._history("record_start", self.options.state_dir, self.run_id, self.runbook.name,
+                      self.runbook.severity, started, self.params.masked(), _operator(),
+                      trigger=self.options.trigger or _trigger(self.params), check_mode=self.options.check)
         self.journal.append(
             "run_start",
             run_id=self.run_id,
@@ -245,7 +261,38 @@ class _Run:
             raise
         finally:
             scrub_private_dir(self.private_dir)
+            self._release_leases()
         return self._finish_files(started, t0, status, detail, rollback)
+
+    def _take_leases(self) -> None:
+        """One lease per target host, on the host, before the first step (none in check mode or lock: none)."""
+        if self.runbook.lock == "none" or self.options.check:
+            return
+        patterns = sorted({s.hosts for s in self.runbook.all_steps})
+        resolved = resolve_hosts(self.options.inventory, patterns, self.options.limit)
+        targets = sorted({host for hosts in resolved.values() for host in hosts})
+        if not targets:
+            return
+        self.emit("lock", hosts=targets, name=self.runbook.lock)
+        self.leases = lock.LeaseKeeper(
+            self.options.inventory, targets, self.run_id, ttl_s=max(2 * self.runbook.budget_s, 600),
+            name=self.runbook.lock, work_dir=self.run_dir,
+        )
+        outcome = self.leases.__enter__()
+        self.lock_entry = outcome.report_entry(self.runbook.lock)
+        self.journal.append("lock_taken", **self.lock_entry)
+
+    def _release_leases(self) -> None:
+        if self.leases is not None:
+            self.leases.__exit__(None, None, None)
+            self.leases = None
+
+    def _history(self, action: str, *args: Any, **kwargs: Any) -> None:
+        """History must never stop a recovery: a failure to record is a warning."""
+        try:
+            getattr(history, action)(*args, **kwargs)
+        except history.HistoryError as exc:
+            self.emit("warning", message=f"history not recorded: {exc}")
 
     def _main_steps(self) -> tuple[Step, ...]:
         if not self.options.start_at:
@@ -296,7 +343,15 @@ class _Run:
         return STATUS_FAILED, what + f"; on_failure FAILED ({why})", rollback
 
     def _finish_files(
-        self, started: str, t0: float, status: str, detail: str, rollback: dict[str, Any]
+        self,
+        started: str,
+        t0: float,
+        status: str,
+        detail: str,
+        rollback: dict[str, Any],
+        *,
+        record: bool = True,
+        send: bool = True,
     ) -> RunResult:
         duration = round(time.monotonic() - t0, 3)
         results = [self.results[k] for k in self.order]
@@ -356,15 +411,26 @@ class _Run:
             "resumed_from": self.options.resumed_from,
             "runner_version": __version__,
         }
+        report["lock"] = self.lock_entry or {"name": self.runbook.lock, "hosts": [], "taken_over": {}, "held_by": {}}
         report = self.redactor.scrub(report)
+        if send and not self.options.check and self.runbook.notify:
+            self.emit("notify", count=len(self.runbook.notify))
+            report["notifications"] = notify.send_all(
+                list(self.runbook.notify), report, self.params.values, self.redactor,
+                report_path=str(self.run_dir / "report.md"),
+            )
         files = write_report(report, self.run_dir)
+        report_formats.write_all(report, self.run_dir)
         if self.options.report_dir is not None:
             write_report(report, self.options.report_dir)
+            report_formats.write_all(report, self.options.report_dir)
             files = ReportFiles(
                 self.options.report_dir,
                 self.options.report_dir / "report.json",
                 self.options.report_dir / "report.md",
             )
+        if record:
+            self._history("record_end", self.options.state_dir, report, report_path=self.run_dir / "report.json")
         self.journal.append("run_end", status=status, detail=detail, duration_s=duration)
         self.journal.close()
         self.emit("run_end", status=status, detail=detail, duration_s=duration, report=str(files.markdown))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +29,9 @@ _REGEX_ERRORS = (re.error, OverflowError, RecursionError, ValueError, TypeError,
 def regex_problem(pattern: str) -> str | None:
     """Why pattern is not a usable regular expression (None when it is)."""
     try:
-        re.compile(pattern)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
     except _REGEX_ERRORS as exc:
         return str(exc) or type(exc).__name__
     return None
@@ -54,7 +57,10 @@ def validator(name: str) -> Draft202012Validator:
 def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
     """For oneOf/anyOf/if-then, report the most specific sub-errors rather than 'is not valid under any'."""
     if error.context:
-        best = jsonschema.exceptions.best_match(error.context)
+        context = list(error.context)
+        # a branch whose type does not even match says least: prefer what the matching branch objects to
+        specific = [e for e in context if e.validator != "type"]
+        best = jsonschema.exceptions.best_match(specific or context)
         return _leaf_errors(best) if best is not None else [error]
     return [error]
 
@@ -84,6 +90,10 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, bool]:
     if validator_name == "const":
         return f"must be {error.validator_value!r}, got {_short(error.instance)}", False
     if validator_name == "type":
+        schema: Any = error.schema
+        if isinstance(schema, dict) and schema.get("pattern") == DURATION_PATTERN:
+            hint = f" (add a unit: {error.instance}s)" if isinstance(error.instance, int) else ""
+            return f"must be a duration such as 90s or 5m, got {_kind(error.instance)}{hint}", False
         return f"must be {_type_name(error.validator_value)}, got {_kind(error.instance)}", False
     if validator_name == "minItems" and error.validator_value == 1:
         return "needs at least one item", False
@@ -151,6 +161,13 @@ def schema_diagnostics(located: Located, schema_name: str) -> list[Diagnostic]:
         for error in _leaf_errors(top):
             path: tuple[str | int, ...] = tuple(error.absolute_path)
             message, at_key = _message(error)
+            if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+                # the error is about a key: point at it, and say what kind of name it is
+                what = {"params": "param name"}.get(str(path[-1]) if path else "", "name")
+                detail = f"must match {error.validator_value!r}" if error.validator == "pattern" else message
+                text = f"invalid {what} {error.instance!r}: {detail}"
+                _add(found, seen, located.diagnostic((*path, error.instance), text, key=True))
+                continue
             if error.validator == "additionalProperties":
                 extra = sorted(set(_instance_keys(error)) - set(_schema_properties(error)))
                 for key in extra:

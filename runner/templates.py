@@ -93,7 +93,7 @@ def free_names(text: str, *, expression: bool = False) -> set[str] | None:
         return None
     try:
         return set(meta.find_undeclared_variables(tree))
-    except RecursionError:
+    except Exception:  # e.g. a filter only Ansible has: the compiler refuses it
         return None
 
 

@@ -413,8 +413,10 @@ def parse_yaml_text(text: str, file: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = str(exc.problem or exc.context or "invalid YAML").strip()
-        if "tab" in problem:
-            problem += " (indent with spaces, not tabs)"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            problem += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
+        if "tab" in problem or _char_at(text, line, col) == "\t":
+            problem += "; indent with spaces, not tabs"
         raise YamlSyntaxError(Diagnostic(file, line, col, f"YAML: {problem}")) from None
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position) if isinstance(exc.position, int) else (1, 1)
@@ -428,13 +430,23 @@ def parse_yaml_text(text: str, file: str) -> Located:
     if composer.duplicates:
         raise YamlSyntaxError(*composer.duplicates)
     located = Located(file=file, data=None)
-    located.positions[()] = (root.line, root.col) if root is not None and root.kind != "scalar" else (1, 1)
+    located.positions[()] = (root.line, root.col) if root is not None else (1, 1)
     if root is not None:
+        builder = _Builder(located)
         try:
-            located.data = _Builder(located).build(root, (), 0)
+            located.data = builder.build(root, (), 0)
         except RecursionError:
             raise YamlSyntaxError(Diagnostic(file, 1, 1, "YAML: nested too deeply")) from None
+        if builder.too_large:  # what is left is truncated: other messages would mislead
+            raise YamlSyntaxError(*[d for d in located.problems if "too large" in d.message])
     return located
+
+
+def _char_at(text: str, line: int, col: int) -> str:
+    lines = text.split("\n")
+    if 1 <= line <= len(lines) and 1 <= col <= len(lines[line - 1]):
+        return lines[line - 1][col - 1]
+    return ""
 
 
 def parse_yaml_file(path: Path) -> Located:

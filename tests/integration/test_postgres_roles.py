@@ -210,6 +210,7 @@ def scratch(lab: Any) -> Any:
         drop_database(name)
     with pg() as conn:
         conn.execute("DROP ROLE IF EXISTS rbtest_canary")
+        conn.execute("DROP ROLE IF EXISTS rbtest_ghost")
     ssh(f"rm -rf {BACKUPS} {HOST_TMP}")
 
 
@@ -345,14 +346,14 @@ CORRUPTIONS = {
     "missing-file": ("rm -f {f}", "files check failed", "missing"),
     "no-manifest": ("rm -f {m}", "manifest check failed", "incomplete"),
     "forged-manifest": (
-        "truncate -s $(( $(stat -c %s {f}) / 2 )) {f} && python3 -c \"import hashlib,json,os,sys; "
+        'truncate -s $(( $(stat -c %s {f}) / 2 )) {f} && python3 -c "import hashlib,json,os,sys; '
         "f,m=sys.argv[1:3]; d=json.load(open(m)); h=hashlib.sha256(open(f,'rb').read()).hexdigest(); "
         "s=os.path.getsize(f); d['files'][0].update(size=s, sha256=h); d.update(size=s, sha256=h); "
         "json.dump(d, open(m,'w'))\" {f} {m}",
         "decode check failed",
-        "pg_restore cannot read",
+        "",  # pg_restore's stream ends inside COPY data, or pg_restore itself fails, depending on the cut
     ),
-    "no-backup-at-all": ("rm -f {d}/*", "found check failed", "no finished backup"),
+    "no-backup-at-all": ("rm -f {d}/* {d}/.latest", "found check failed", "no finished backup"),
 }
 
 
@@ -388,9 +389,9 @@ def test_damaged_or_foreign_backups_are_refused_and_nothing_changes(scratch: Any
         assert not any(t["task"]["name"].startswith("Dump the current state") for t in results[case].tasks)
     assert checksums(db) == good
     assert databases(f"{db}__") == []
-    assert ssh_ok(f"ls {BACKUPS}/{db}").split() == sorted(
-        [Path(out["path"]).name, Path(out["manifest"]).name]
-    ), "nothing new (no safety backup) next to the good backup"
+    assert ssh_ok(f"ls {BACKUPS}/{db}").split() == sorted([Path(out["path"]).name, Path(out["manifest"]).name]), (
+        "nothing new (no safety backup) next to the good backup"
+    )
     # the untouched original still restores
     assert foreign["name"] != out["name"]
     print("\ncorruption matrix:")
@@ -405,10 +406,9 @@ import json, os, sys, time
 cfg = json.loads(sys.stdin.read())
 sys.path.insert(0, cfg["mods"])
 import pg_dump_partial, backup_verify, backup_finalize
-t0 = time.monotonic()
 def phase(name):
     with open(cfg["phase_file"], "a") as handle:
-        handle.write("%s %.4f\\n" % (name, time.monotonic() - t0))
+        handle.write("%s %.6f\\n" % (name, time.time()))
 # the same sequence as roles/postgres_backup: dump.yml -> verify.yml -> finalize.yml
 phase("dump")
 dump = pg_dump_partial.run(dict(database=cfg["database"], dir=cfg["dir"], **cfg["conn"]))
@@ -429,15 +429,26 @@ import json, os, random, signal, subprocess, sys, time
 cfg = json.loads(sys.stdin.read())
 rng = random.Random(cfg["seed"])
 
-def run(delay, tag):
+def marks_of(phase_file, started):
+    try:
+        lines = open(phase_file).read().splitlines()
+    except OSError:
+        return []
+    return [(p, round(float(t) - started, 4)) for p, t in (line.split() for line in lines if line.count(" ") == 1)]
+
+def run(tag, after=None, delay=None):
+    \"\"\"Start one backup; kill it `delay` seconds after it reaches phase `after` (or after starting).\"\"\"
     phase_file = "%s/phase-%s" % (cfg["tmp"], tag)
     job = dict(cfg["job"], phase_file=phase_file)
+    started = time.time()
     proc = subprocess.Popen([sys.executable, cfg["pipeline"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
     killed = False
     if delay is not None:
+        while after and proc.poll() is None and after not in dict(marks_of(phase_file, started)):
+            time.sleep(0.0005)
         time.sleep(delay)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)   # the module and its pg_dump / pg_restore children
@@ -445,28 +456,26 @@ def run(delay, tag):
     out = proc.stdout.read().decode()
     err = proc.stderr.read().decode()
     proc.wait()
-    phases = [line.split() for line in open(phase_file).read().splitlines()] if os.path.exists(phase_file) else []
-    return {"delay": delay, "killed": killed, "rc": proc.returncode, "phase": phases[-1][0] if phases else "start",
-            "marks": dict((p, float(t)) for p, t in phases), "out": out[-300:], "err": err[-300:]}
+    marks = marks_of(phase_file, started)
+    return {"after": after, "delay": delay, "killed": killed, "rc": proc.returncode,
+            "phase": marks[-1][0] if marks else "start", "marks": dict(marks), "err": err[-300:]}
 
-calib = run(None, "calibration")
+calib = run("calibration")
 assert calib["rc"] == 0, calib
-total = calib["marks"]["done"]
-verify_at, finalize_at = calib["marks"]["verify"], calib["marks"]["finalize"]
+m = calib["marks"]
 kills = []
 attempt = 0
 while sum(1 for k in kills if k["killed"]) < cfg["kills"] and attempt < cfg["kills"] * 2:
     attempt += 1
     window = attempt % 4
-    if window == 0:
-        delay = rng.uniform(0, total * 1.05)            # anywhere
-    elif window == 1:
-        delay = rng.uniform(0, verify_at)                 # while pg_dump writes the .partial
-    elif window == 2:
-        delay = rng.uniform(verify_at, total)             # while decoding / finalizing
-    else:
-        delay = rng.uniform(finalize_at - 0.01, total + 0.005)   # around the renames and the manifest
-    kills.append(run(max(0.0, delay), attempt))
+    if window == 0:    # anywhere, from the start
+        kills.append(run(attempt, None, rng.uniform(0, m["done"] * 1.05)))
+    elif window == 1:  # while pg_dump writes the .partial
+        kills.append(run(attempt, "dump", rng.uniform(0, m["verify"] - m["dump"])))
+    elif window == 2:  # while pg_restore decodes it in full
+        kills.append(run(attempt, "verify", rng.uniform(0, m["finalize"] - m["verify"])))
+    else:              # during finalize: fsync, sha256, rename, manifest, .latest
+        kills.append(run(attempt, "finalize", rng.uniform(0, (m["done"] - m["finalize"]) * 1.2)))
 print(json.dumps({"calibration": calib, "kills": kills}))
 """
 
@@ -552,15 +561,18 @@ import pg_inspect
 rng = random.Random(cfg["seed"])
 client = pg_inspect.PgClient(**dict((k[6:], v) for k, v in cfg["conn"].items()))
 db = cfg["database"]
-SUM = ("SELECT json_build_object('orders', (SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM orders t), "
-       "'wallet', CASE WHEN to_regclass('public.wallet') IS NULL THEN NULL ELSE "
-       "(SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.wallet t) END);")
+MD5 = "(SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM %s t)"
 DAMAGE = "DELETE FROM orders WHERE id % 3 = 0; DROP TABLE wallet;"
+
+def sums():
+    wallet = client.query_json(db, "SELECT to_json(to_regclass('public.wallet') IS NOT NULL);")
+    return client.query_json(db, "SELECT json_build_object('orders', %s, 'wallet', %s);" % (
+        MD5 % "public.orders", MD5 % "public.wallet" if wallet else "NULL"))
 
 def state():
     dbs = client.query_json("postgres", "SELECT json_agg(datname) FROM pg_database WHERE datname LIKE "
                                         + pg_inspect.quote_literal(db + "%") + ";")
-    live = client.query_json(db, SUM) if db in dbs else None
+    live = sums() if db in dbs else None
     return live, sorted(d for d in dbs if d != db)
 
 def restore(delay, stamp):
@@ -632,8 +644,16 @@ def test_restore_killed_during_swap_leaves_the_live_database_intact(scratch: Any
     job = {"mods": mods, "database": db, "dir": f"{BACKUPS}/{db}", "conn": CONN}
     result = host_python(
         RESTORE_KILLER,
-        {"mods": mods, "seed": 4, "kills": 16, "database": db, "conn": CONN, "good": good, "job": job,
-         "restorer": RESTORER},  # fmt: skip
+        {
+            "mods": mods,
+            "seed": 4,
+            "kills": 16,
+            "database": db,
+            "conn": CONN,
+            "good": good,
+            "job": job,
+            "restorer": RESTORER,
+        },
         timeout=900,
     )
     runs = result["runs"]
@@ -740,7 +760,7 @@ def test_password_never_appears_in_ps_during_a_backup(scratch: Any, tmp_path: Pa
     sampler = textwrap.dedent(
         """
         import os, sys, time
-        canary, deadline = sys.argv[1], time.time() + float(sys.argv[2])
+        canary, deadline = sys.stdin.readline().strip(), time.time() + float(sys.argv[1])
         seen, hits, pg_dump_seen = 0, [], False
         while time.time() < deadline and not os.path.exists("/tmp/rbtest/stop-sampler"):
             for pid in os.listdir("/proc"):
@@ -763,11 +783,15 @@ def test_password_never_appears_in_ps_during_a_backup(scratch: Any, tmp_path: Pa
         """
     )
     ssh_ok(f"rm -f {HOST_TMP}/stop-sampler && cat > {HOST_TMP}/sampler.py", sampler.encode())
-    remote = subprocess.Popen(
-        [*lab_driver.ssh_argv("db"), "--", f"python3 {HOST_TMP}/sampler.py {canary} 120"],
+    remote = subprocess.Popen(  # the canary goes on stdin: argv would put it in ps itself
+        [*lab_driver.ssh_argv("db"), "--", f"python3 {HOST_TMP}/sampler.py 120"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert remote.stdin is not None
+    remote.stdin.write(canary.encode() + b"\n")
+    remote.stdin.close()
     local_hits: list[str] = []
     stop = threading.Event()
 
@@ -787,7 +811,8 @@ def test_password_never_appears_in_ps_during_a_backup(scratch: Any, tmp_path: Pa
         stop.set()
         thread.join()
         ssh(f"touch {HOST_TMP}/stop-sampler")
-        stdout, _ = remote.communicate(timeout=60)
+        stdout = remote.stdout.read() if remote.stdout else b""
+        remote.wait(timeout=60)
     seen, pg_dump_seen, hits, examples = stdout.decode().split(" ", 3)
     assert out["tables"]["public.events"] == 150_000
     assert int(seen) > 1000 and pg_dump_seen == "True", "the sampler did not watch the backup"

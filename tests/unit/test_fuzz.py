@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from runner import api, cli
@@ -240,6 +240,14 @@ def hostile_documents(draw: st.DrawFn) -> bytes:
 ANY_INPUT = st.one_of(mutated_data(), mutated_text(), hostile_documents())
 
 
+def _category(message: str) -> str:
+    if message.startswith("YAML"):
+        return "YAML"
+    if "not UTF-8" in message:
+        return "encoding"
+    return "schema/semantic"
+
+
 def _check_result(result: api.ValidationResult) -> None:
     if result.ok:
         assert result.runbook is not None
@@ -260,7 +268,9 @@ def _check_result(result: api.ValidationResult) -> None:
 @given(payload=ANY_INPUT)
 def test_validate_never_raises(workdir: Path, payload: bytes) -> None:
     path = _write(workdir, payload)
-    _check_result(api.validate(path, [ROLES]))
+    result = api.validate(path, [ROLES])
+    _check_result(result)
+    event("valid" if result.ok else "invalid: " + _category(result.diagnostics[0].message))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -216,6 +216,8 @@ def test_acquire_leases_names_the_holder_and_releases_what_it_took(two_hosts: Pa
     message = str(caught.value)
     assert "h1: held by run run-a (alice@control" in message and f"pid {os.getpid()}" in message
     assert caught.value.exit_status == 4
+    assert isinstance(caught.value, lock.LeaseHeld) and caught.value.name == "host"
+    assert caught.value.holders["h1"] is not None and caught.value.holders["h1"]["run_id"] == "run-a"
     assert not (tmp_path / "h2" / "host.json").exists(), "run-b released the lease it took on h2"
 
     lock.release_leases(two_hosts, "app", "run-b")  # not its lease: left alone
@@ -235,4 +237,6 @@ def test_stale_lease_is_taken_over_through_ansible(two_hosts: Path, tmp_path: Pa
     (tmp_path / "h1" / "host.json").write_text(json.dumps(stale))
     outcome = lock.acquire_leases(two_hosts, "h1", "run-c", 60)
     assert outcome.taken_over["h1"]["run_id"] == "dead-run"
+    entry = outcome.report_entry("host")
+    assert entry["hosts"] == ["h1"] and entry["taken_over"]["h1"]["run_id"] == "dead-run"
     lock.release_leases(two_hosts, "h1", "run-c")

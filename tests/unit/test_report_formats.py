@@ -112,7 +112,7 @@ def make_report(status: str = "rolled_back") -> dict[str, Any]:
     if status == "succeeded":
         report["on_failure"] = {"ran": False, "status": "not needed", "duration_s": 0.0, "restored": []}
         report["failure_detected"] = None
-    return report
+    return dict(report)
 
 
 def errors(report: dict[str, Any]) -> list[str]:
@@ -392,7 +392,7 @@ def real_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert result.status == "rolled_back", result.message
     report = json.loads((result.run_dir / "report.json").read_text())
     report["_run_dir"] = str(result.run_dir)
-    return report
+    return dict(report)
 
 
 def test_real_report_validates_and_renders(real_report: dict[str, Any], tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ description:
   - O(action=release) removes the lease only when it belongs to O(run_id); it fails when another run holds it.
     Releasing a lease that does not exist changes nothing.
   - Every action runs under an exclusive C(fcntl.flock) on C(<path>/.<name>.guard), so concurrent acquires,
-    take-overs and releases on one host are serialised: exactly one of many racing runs wins.
+    take-overs and releases on one host are serialised - exactly one of many racing runs wins.
   - Uses the Python standard library only.
 author:
   - runbook-runner maintainers
