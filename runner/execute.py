@@ -14,6 +14,7 @@ import ansible_runner
 
 from runner.errors import ExecutionError
 from runner.events import EventCollector
+from runner.paths import COLLECTIONS_DIR
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,28 @@ def scrub_private_dir(private_dir: Path) -> None:
             (private_dir / "env" / name).unlink()
 
 
+def ansible_env(config: Path, roles_paths: list[Path] | None = None) -> dict[str, str]:
+    """Environment for ansible-playbook: our config, collections and roles first, whatever the caller's
+    ANSIBLE_* variables say (a molecule or CI environment sets ANSIBLE_COLLECTIONS_PATH, which would otherwise
+    hide the product's collection)."""
+    def joined(ours: list[str], variable: str) -> str:
+        theirs = [p for p in os.environ.get(variable, "").split(os.pathsep) if p]
+        return os.pathsep.join(dict.fromkeys([*ours, *theirs]))
+
+    env = {
+        "ANSIBLE_CONFIG": str(config),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "ANSIBLE_COLLECTIONS_PATH": joined([str(COLLECTIONS_DIR)], "ANSIBLE_COLLECTIONS_PATH"),
+        # the venv's ansible-playbook, also when the venv is not activated
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+    }
+    if roles_paths is not None:
+        env["ANSIBLE_ROLES_PATH"] = joined([str(p) for p in roles_paths], "ANSIBLE_ROLES_PATH")
+    return env
+
+
 def run_playbook(
     private_dir: Path,
     playbook: str,
@@ -54,11 +77,9 @@ def run_playbook(
     cancel: threading.Event | None = None,
     timeout_s: float | None = None,
     ident: str | None = None,
+    roles_paths: list[Path] | None = None,
 ) -> PlaybookOutcome:
     cmdline = "--check --diff" if check else None
-    bindir = str(
-        Path(sys.executable).parent
-    )  # the venv's ansible-playbook, also when the venv is not activated
     kwargs: dict[str, Any] = {
         "private_data_dir": str(private_dir),
         "playbook": playbook,
@@ -67,13 +88,7 @@ def run_playbook(
         "cancel_callback": (lambda: cancel.is_set()) if cancel is not None else (lambda: False),
         "quiet": True,
         "ident": ident,
-        "envvars": {
-            "ANSIBLE_CONFIG": str(private_dir / "project" / "ansible.cfg"),
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_NOCOLOR": "1",
-            "PATH": bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
-            "ANSIBLE_DEPRECATION_WARNINGS": "0",
-        },
+        "envvars": ansible_env(private_dir / "project" / "ansible.cfg", roles_paths),
         "settings": {"suppress_ansible_output": True, "job_timeout": int(timeout_s) if timeout_s else 0},
     }
     if tags:

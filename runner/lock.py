@@ -15,7 +15,6 @@ import getpass
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from runner.errors import ExecutionError, LockHeld
+from runner.execute import ansible_env
 from runner.paths import COLLECTIONS_DIR
 from runner.yamldump import dump, mark_unsafe
 
@@ -214,13 +214,7 @@ def _run(
             "inventory": str(Path(inventory).resolve()),
             "event_handler": collector,
             "quiet": True,
-            "envvars": {
-                "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
-                "ANSIBLE_NOCOLOR": "1",
-                "ANSIBLE_FORCE_COLOR": "0",
-                "ANSIBLE_DEPRECATION_WARNINGS": "0",
-                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
-            },
+            "envvars": ansible_env(project / "ansible.cfg"),
             "settings": {"suppress_ansible_output": True},
         }
         if limit:

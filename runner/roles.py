@@ -167,16 +167,20 @@ def _role_dir(name: str, base: Path) -> Path | None:
         return None
 
 
+def load_role(path: Path) -> Role:
+    """The role in directory path (cached until its meta/argument_specs.yml changes)."""
+    try:
+        mtime = (path / SPEC_FILE).stat().st_mtime_ns
+    except (OSError, ValueError):
+        mtime = 0
+    return _load_role(path, mtime)
+
+
 def find_role(name: str, search_paths: list[Path]) -> Role | None:
     for base in search_paths:
         candidate = _role_dir(name, base)
         if candidate is not None:
-            spec = candidate / SPEC_FILE
-            try:
-                mtime = spec.stat().st_mtime_ns
-            except OSError:
-                mtime = 0
-            return _load_role(candidate, mtime)
+            return load_role(candidate)
     return None
 
 

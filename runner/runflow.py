@@ -186,6 +186,7 @@ class _Run:
                 check=self.options.check,
                 cancel=self.cancel,
                 ident=f"{phase}-{first.id}",
+                roles_paths=self.options.roles_paths,
             )
             failed = [r for r in collector.ordered() if r.status in (FAILED, UNREACHABLE)]
             if self.cancel.is_set() or outcome.status == "canceled":

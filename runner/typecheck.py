@@ -139,6 +139,24 @@ def _render_tree(
     return result
 
 
+def substitute_params(value: Any, params: dict[str, Any], secret_names: frozenset[str] = frozenset()) -> Any:
+    """value with every template that reads only non-secret params replaced by its result (for display)."""
+    if isinstance(value, dict):
+        return {k: substitute_params(v, params, secret_names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_params(v, params, secret_names) for v in value]
+    if not templates.is_template(value):
+        return value
+    names = templates.free_names(str(value))
+    refs = {r.key for r in templates.references(str(value)) if r.root == "params"}
+    if names is None or not names <= {"params"} or refs & secret_names or not refs <= set(params):
+        return value
+    try:
+        return render(str(value), params)
+    except Exception:
+        return value
+
+
 def render(text: str, params: dict[str, Any]) -> Any:
     """Evaluate one template with params as data: a whole `{{ expr }}` keeps its type, anything else is text."""
     try:

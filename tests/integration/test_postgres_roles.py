@@ -575,23 +575,44 @@ def state():
     live = sums() if db in dbs else None
     return live, sorted(d for d in dbs if d != db)
 
-def restore(delay, stamp):
+def session_cmdlines(sid):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open("/proc/%s/stat" % pid).read()
+            if int(stat.rsplit(")", 1)[1].split()[3]) != sid:
+                continue
+            found.append(open("/proc/%s/cmdline" % pid, "rb").read().replace(b"\\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+def restore(stamp, delay=None, at_swap=False):
+    \"\"\"One swap restore; killed `delay` s after start, or `delay` s after its swap psql starts (at_swap).\"\"\"
     job = dict(cfg["job"], stamp=stamp)
     proc = subprocess.Popen([sys.executable, "-c", cfg["restorer"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
     t0 = time.monotonic()
-    killed = False
+    killed, saw_swap = False, False
     if delay is not None:
+        if at_swap:  # the swap is the psql on the maintenance database that follows pg_restore
+            restored = False
+            while proc.poll() is None and not saw_swap:
+                lines = session_cmdlines(proc.pid)
+                restored = restored or any("pg_restore" in c for c in lines)
+                saw_swap = restored and any("psql" in c and "dbname='postgres'" in c for c in lines)
         time.sleep(delay)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             killed = True
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     proc.wait()
-    return {"delay": delay, "killed": killed, "rc": proc.returncode, "elapsed": time.monotonic() - t0,
-            "err": err[-300:]}
+    return {"delay": delay, "at_swap": at_swap, "saw_swap": saw_swap, "killed": killed, "rc": proc.returncode,
+            "elapsed": time.monotonic() - t0, "err": err[-300:]}
 
 def ensure_damaged(good):
     live, _ = state()
@@ -601,17 +622,18 @@ def ensure_damaged(good):
 good = cfg["good"]
 client.psql(db, DAMAGE)
 damaged, _ = state()
-calib = restore(None, "calib0")
+calib = restore("calib0")
 assert calib["rc"] == 0, calib
 total = calib["elapsed"]
 runs = []
-for i in range(cfg["kills"]):
+attempt = 0
+while sum(1 for r in runs if r["killed"]) < cfg["kills"] and attempt < cfg["kills"] * 3:
+    attempt += 1
     ensure_damaged(good)
-    if i % 2:
-        delay = rng.uniform(0, total)                       # anywhere: create, pg_restore, counts, swap
+    if attempt % 2:
+        run = restore("k%02d" % attempt, rng.uniform(0, total * 0.95))   # create, pg_restore, row check, swap
     else:
-        delay = rng.uniform(total * 0.8, total * 1.02)       # around the row check and the swap
-    run = restore(delay, "k%02d" % i)
+        run = restore("k%02d" % attempt, rng.uniform(0, 0.004), at_swap=True)   # inside the swap
     live, others = state()
     run.update(live=live, others=others, state=("restored" if live == good else "damaged" if live == damaged
                                                  else "OTHER"))
@@ -658,12 +680,16 @@ def test_restore_killed_during_swap_leaves_the_live_database_intact(scratch: Any
     )
     runs = result["runs"]
     killed = [r for r in runs if r["killed"]]
-    assert len(killed) >= 10
+    assert len(killed) >= 16
     # after every kill the live database exists, answers, and is either untouched or completely restored
     assert all(r["state"] in ("damaged", "restored") for r in runs), [r["state"] for r in runs]
     states = Counter(r["state"] for r in killed)
-    print(f"\nrestore kill test: {len(killed)} SIGKILLs during swap restores; live database afterwards: {dict(states)}")
-    assert states["damaged"] > 0
+    at_swap = Counter(r["state"] for r in killed if r["at_swap"])
+    print(
+        f"\nrestore kill test: {len(killed)} SIGKILLs during swap restores, {sum(at_swap.values())} of them inside "
+        f"the swap step; live database afterwards: {dict(states)} (inside the swap: {dict(at_swap)})"
+    )
+    assert states["damaged"] > 0 and sum(at_swap.values()) >= 4
     # what interrupted swaps leave is temporary databases; cleanup drops them and never touches the live one
     live_before = checksums(db)
     result = restore(tmp_path, db, mode="cleanup")

@@ -7,6 +7,7 @@ Everything here is pure: module files are imported as plain libraries (they are 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import importlib.util
@@ -16,6 +17,7 @@ import os
 import re
 import stat
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +351,61 @@ def test_finalize_writes_data_then_manifest_then_latest(tmp_path: Path) -> None:
     assert [c["name"] for c in result["checks"]] == [
         "found", "manifest", "kind", "database", "files", "size", "sha256", "decode",
     ]  # fmt: skip
+
+
+class _Crash(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no cleanup handler either."""
+
+
+def _finalize_with_crash(directory: Path, name: str, limit: int | None, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run finalize, dying before the (limit+1)-th file system call; returns how many calls it made."""
+    calls = {"n": 0}
+    real = {op: getattr(os, op) for op in ("open", "write", "fsync", "rename", "chmod", "close")}
+
+    def wrap(op: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            if limit is not None and calls["n"] > limit:
+                raise _Crash
+            return real[op](*args, **kwargs)
+
+        return call
+
+    with monkeypatch.context() as patch:
+        for op in real:
+            patch.setattr(os, op, wrap(op))
+        with contextlib.suppress(_Crash):
+            finalize_mod.finalize(
+                {"dir": str(directory), "name": name, "kind": "mongodb", "format": "archive", "database": "catalog"}
+            )
+    return calls["n"]
+
+
+def test_finalize_interrupted_at_every_step_never_leaves_a_complete_looking_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    _mongo_archive(probe / "catalog-2.archive.gz.partial", b"z" * 50000)
+    total = _finalize_with_crash(probe, "catalog-2", None, monkeypatch)
+    assert total > 10
+    outcomes = Counter()
+    for limit in range(total + 1):
+        directory = tmp_path / f"crash-{limit}"
+        directory.mkdir()
+        old = _finished_backup(directory, name="catalog-1")
+        _mongo_archive(directory / "catalog-2.archive.gz.partial", b"z" * 50000)
+        _finalize_with_crash(directory, "catalog-2", limit, monkeypatch)
+        latest = verify_mod.verify({"dir": str(directory), "backup": "latest", "kind": "mongodb"})
+        assert latest["name"] in (old, "catalog-2")  # .latest always names a whole, verified backup
+        try:
+            verify_mod.verify({"dir": str(directory), "backup": "catalog-2", "kind": "mongodb"})
+            outcomes["complete"] += 1
+        except verify_mod.Refused as exc:
+            assert exc.check == "manifest", f"crash after {limit} calls: {exc}"  # never size/sha256/decode
+            assert latest["name"] == old
+            outcomes["incomplete"] += 1
+    assert outcomes["complete"] >= 1 and outcomes["incomplete"] >= 5
 
 
 def test_finalize_refuses_an_empty_or_missing_partial(tmp_path: Path) -> None:
