@@ -51,7 +51,7 @@ def once(path: Path, roles_paths: list[Path]) -> tuple[float, float, int, str | 
 
 def measure(iterations: int) -> dict[str, Any]:
     roles_paths = [FIXTURE_ROLES, ROLES_DIR]
-    per_runbook = []
+    per_runbook: list[dict[str, Any]] = []
     for path in inputs():
         first_validate, first_render, files, problem = once(path, roles_paths)
         if problem is not None:
@@ -73,8 +73,8 @@ def measure(iterations: int) -> dict[str, Any]:
                 "max_ms": round(max(times) * 1000, 3),
             }
         )
-    medians = sorted(r["median_ms"] for r in per_runbook if r["ok"])
-    firsts = sorted(r["first_ms"] for r in per_runbook if r["ok"])
+    medians: list[float] = sorted(float(r["median_ms"]) for r in per_runbook if r["ok"])
+    firsts: list[float] = sorted(float(r["first_ms"]) for r in per_runbook if r["ok"])
     median = statistics.median(medians) if medians else None
     return {
         "benchmark": NAME,

@@ -44,8 +44,11 @@ def markup(text: str) -> str:
 
 
 def cell(text: Any) -> str:
-    """Text fit for one Markdown table cell."""
-    return re.sub(r"(?<!\\)\|", r"\\|", " ".join(markup(str(text)).split()))
+    """Text fit for one Markdown table cell (one line, pipes escaped, `<word>` not taken for HTML)."""
+    parts = re.split(r"(`[^`]*`)", " ".join(markup(str(text)).split()))
+    for index in range(0, len(parts), 2):  # outside code spans
+        parts[index] = re.sub(r"<(?!https?://)", "&lt;", parts[index])
+    return re.sub(r"(?<!\\)\|", r"\\|", "".join(parts))
 
 
 def code(value: Any) -> str:

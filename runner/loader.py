@@ -6,7 +6,6 @@ Every problem is collected (not only the first) and raised together as InvalidIn
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import re
 from pathlib import Path
@@ -18,10 +17,11 @@ from runner import policy, templates
 from runner.durations import parse_duration
 from runner.errors import Diagnostic, InvalidInput
 from runner.model import PHASE_MAIN, PHASE_ON_FAILURE, Notification, Param, Runbook, Step
-from runner.roles import ROLE_NAME, Role, available_roles, check_options, find_role
+from runner.roles import ROLE_NAME, Role, available_roles, check_options, find_role, suggest
 from runner.schema import regex_problem, schema_diagnostics
 from runner.yamlsource import Located, PathKey, YamlSyntaxError, parse_yaml_file, parse_yaml_text
 
+INTERNAL_ERROR = "internal error while checking this runbook"
 PARAM_KEYWORDS = ("type", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "items")
 
 
@@ -50,6 +50,10 @@ def _validate(located: Located, file: Path, roles_paths: list[Path]) -> Runbook:
         raise
     except RecursionError:
         diag = Diagnostic(located.file, 1, 1, "runbook nested too deeply to check")
+        raise InvalidInput(str(diag), [diag]) from None
+    except Exception as exc:  # a bug of ours must still not become a traceback for the user
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        diag = Diagnostic(located.file, 1, 1, f"{INTERNAL_ERROR} ({detail}); please report this file")
         raise InvalidInput(str(diag), [diag]) from None
 
 
@@ -93,6 +97,7 @@ class _SemanticChecker:
         self.roles_paths = roles_paths
         self.problems: list[Diagnostic] = []
         self.all_ids: set[str] = set()
+        self.known_roles: list[str] | None = None
 
     def error(self, path: PathKey, message: str, *, key: bool = False) -> None:
         self.problems.append(self.located.diagnostic(path, message, key=key))
@@ -277,9 +282,11 @@ class _SemanticChecker:
             return None  # the schema reports a name that cannot be a role
         role = find_role(name, self.roles_paths)
         if role is None:
-            known = available_roles(self.roles_paths)
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (available: {', '.join(known) or 'none'})"
+            if self.known_roles is None:
+                self.known_roles = available_roles(self.roles_paths)
+            known = self.known_roles
+            close = suggest(name, known)
+            hint = f"; did you mean {close!r}?" if close else f" (available: {', '.join(known) or 'none'})"
             self.error(path, f"unknown role {name!r}{hint}")
             return None
         if role.spec_problem:
@@ -302,8 +309,8 @@ class _SemanticChecker:
         self, ref: templates.Reference, at: PathKey, params: dict[str, Param], available: set[str] | None
     ) -> None:
         if ref.root == "params" and ref.key not in params:
-            close = difflib.get_close_matches(ref.key, list(params), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = suggest(ref.key, list(params))
+            hint = f"; did you mean {close!r}?" if close else ""
             self.error(at, f"template uses undefined param {ref.key!r}{hint}")
         elif ref.root == "steps" and available is None:
             self.error(at, f"template uses outputs of step {ref.key!r}; notifications cannot read step outputs")
@@ -311,8 +318,8 @@ class _SemanticChecker:
             if ref.key in self.all_ids:
                 self.error(at, f"template uses outputs of step {ref.key!r}, which does not run earlier")
             else:
-                close = difflib.get_close_matches(ref.key, sorted(self.all_ids), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                close = suggest(ref.key, sorted(self.all_ids))
+                hint = f"; did you mean {close!r}?" if close else ""
                 self.error(at, f"template uses outputs of step {ref.key!r}, but there is no such step{hint}")
 
     def _notify(self, raw: Any, params: dict[str, Param]) -> list[Notification]:

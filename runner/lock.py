@@ -123,6 +123,7 @@ def _playbook(pattern: str, action: str) -> str:
             owner="{{ runbook_lease.owner }}",
             pid="{{ runbook_lease.pid }}",
             control_host="{{ runbook_lease.control_host }}",
+            take_over="{{ runbook_lease.take_over | default([]) }}",
         )
     play = {
         "name": f"Runbook lease ({action})",
@@ -239,6 +240,24 @@ def _last_error(base: Path) -> str:
     return "no output"
 
 
+def _holder_died(holder: dict[str, Any] | None) -> bool:
+    if not holder or holder.get("control_host") != socket.gethostname():
+        return False
+    try:
+        pid = int(holder.get("pid") or 0)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def acquire_leases(
     inventory: Path,
     hosts_pattern: str | Iterable[str],
@@ -267,6 +286,13 @@ def acquire_leases(
         "ttl": max(1, int(ttl_s)),
     }
     outcome = _run(inventory, pattern, "acquire", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir)
+    dead = sorted({str(r.holder.get("run_id")) for r in outcome.held.values() if r.holder and _holder_died(r.holder)})
+    if dead:
+        # the holder ran on this control node and its process is gone (killed, crashed): its leases are stale
+        # before they expire; take them over so the run can be resumed at once
+        retry = _run(inventory, ":".join(sorted(outcome.held)), "acquire", {**lease, "take_over": dead},
+                     limit=limit, lock_dir=lock_dir, work_dir=work_dir)
+        outcome.hosts.update(retry.hosts)
     held = outcome.held
     if held:
         taken = outcome.acquired

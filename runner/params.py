@@ -95,7 +95,7 @@ def resolve(
         if name in cli_values:
             try:
                 values[name] = _coerce(cli_values[name], param.type)
-            except (ValueError, json.JSONDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
                 problems.append(f"param {name!r} must be {param.type}: {exc}")
                 continue
         elif name in file_values:

@@ -57,8 +57,14 @@ class Role:
         return suggest(unknown, list(self.options))
 
 
+MAX_SUGGEST = 200  # did-you-mean compares against at most this many names (hostile files have thousands)
+
+
 def suggest(unknown: str, known: list[str]) -> str | None:
-    close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
+    """The closest known name, if close enough (None for long names or long lists: no quadratic blow-up)."""
+    if len(known) > MAX_SUGGEST or len(unknown) > 100:
+        return None
+    close = difflib.get_close_matches(unknown, [k for k in known if len(k) <= 100], n=1, cutoff=0.6)
     return close[0] if close else None
 
 

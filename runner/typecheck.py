@@ -79,11 +79,13 @@ def resolved_option_diagnostics(
         if not rendered:
             continue
         literal = frozenset(r.path for r in rendered)
-        uses_secret = any(name in secrets for r in rendered for name in r.params)
-        for problem in check_options(role, values, lenient=True, literal=literal, show_values=not uses_secret):
-            source = next((r for r in rendered if problem.path[: len(r.path)] == r.path), None)
+        shown = check_options(role, values, lenient=True, literal=literal, show_values=True)
+        hidden = check_options(role, values, lenient=True, literal=literal, show_values=False)
+        for visible, masked in zip(shown, hidden, strict=True):
+            source = next((r for r in rendered if visible.path[: len(r.path)] == r.path), None)
             if source is None:
                 continue  # a problem validate already reports
+            problem = masked if any(name in secrets for name in source.params) else visible
             names = ", ".join(f"params.{n}" for n in source.params) or "params"
             message = f"{problem.message} (from {source.template!r} with {names})"
             found.append(_diagnostic(located, runbook, (*base, *problem.path), message))

@@ -41,7 +41,7 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MAP_TAGS = {None, "!", "tag:yaml.org,2002:map"}
 _SEQ_TAGS = {None, "!", "tag:yaml.org,2002:seq"}
 
-# YAML 1.2 core schema, as ruamel.yaml resolves it
+# YAML 1.2 core schema, as ruamel.yaml resolves it (timestamps stay text: `2024-01-31` is the string it reads as)
 _BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
 _INT_RE = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?[0-9_]+|[-+]?0x[0-9a-fA-F_]+)$")
@@ -51,14 +51,6 @@ _FLOAT_RE = re.compile(
     |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-_TIMESTAMP_RE = re.compile(
-    r"""^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
-    |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?
-    (?:[Tt]|[ \t]+)[0-9][0-9]?
-    :[0-9][0-9] :[0-9][0-9] (?:\.[0-9]*)?
-    (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$""",
     re.X,
 )
 
@@ -437,6 +429,9 @@ def parse_yaml_text(text: str, file: str) -> Located:
             located.data = builder.build(root, (), 0)
         except RecursionError:
             raise YamlSyntaxError(Diagnostic(file, 1, 1, "YAML: nested too deeply")) from None
+        except Exception as exc:  # never a traceback, whatever the document
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            raise YamlSyntaxError(Diagnostic(file, 1, 1, f"YAML: cannot read the document ({detail})")) from None
         if builder.too_large:  # what is left is truncated: other messages would mislead
             raise YamlSyntaxError(*[d for d in located.problems if "too large" in d.message])
     return located
@@ -451,13 +446,16 @@ def _char_at(text: str, line: int, col: int) -> str:
 
 def parse_yaml_file(path: Path) -> Located:
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # bounded: /dev/zero or a huge file must not exhaust memory
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise YamlSyntaxError(
             Diagnostic(str(path), 1, 1, f"cannot read file: {exc.strerror or exc}")
         ) from None
     except ValueError as exc:  # e.g. a NUL byte in the name
         raise YamlSyntaxError(Diagnostic(str(path), 1, 1, f"cannot read file: {exc}")) from None
+    if len(raw) > MAX_BYTES:
+        raise YamlSyntaxError(Diagnostic(str(path), 1, 1, f"file too large (more than {MAX_BYTES} bytes)"))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -633,7 +633,7 @@ while sum(1 for r in runs if r["killed"]) < cfg["kills"] and attempt < cfg["kill
     if attempt % 2:
         run = restore("k%02d" % attempt, rng.uniform(0, total * 0.95))   # create, pg_restore, row check, swap
     else:
-        run = restore("k%02d" % attempt, rng.uniform(0, 0.004), at_swap=True)   # inside the swap
+        run = restore("k%02d" % attempt, rng.uniform(0, 0.05), at_swap=True)   # inside the swap
     live, others = state()
     run.update(live=live, others=others, state=("restored" if live == good else "damaged" if live == damaged
                                                  else "OTHER"))
@@ -772,6 +772,32 @@ def test_migration_rollback_twice_then_a_failing_down_script(scratch: Any, tmp_p
     assert schema["versions"] == ["0001", "0002"]
     assert "orders.note" in schema["columns"] and "customers" in schema["tables"]  # 0002 untouched
     assert "order_events" not in schema["tables"] and "wallet.currency" not in schema["columns"]
+
+
+def test_migration_runbook_puts_the_database_back_when_a_down_script_fails(scratch: Any, tmp_path: Path) -> None:
+    """The shipped runbook through `runbook run`: on_failure swaps this run's safety backup back in."""
+    db = seed("rbtest_migbook")
+    _apply_ups(db, ["0001", "0002", "0003", "0004"])
+    before = _schema(db)
+    broken = tmp_path / "migrations"
+    broken.mkdir()
+    for f in MIGRATIONS.glob("*.sql"):
+        (broken / f.name).write_text(f.read_text())
+    (broken / "0002_orders_add_note.down.sql").write_text("ALTER TABLE orders DROP COLUMN note;\nSELECT 1/0;\n")
+    state = tmp_path / "state"
+    params = {"database": db, "target": "0", "migrations_dir": str(broken), "backup_dir": f"{BACKUPS}/{db}"}
+    argv = [str(ANSIBLE_PLAYBOOK.parent / "runbook"), "run", str(ROOT / "runbooks" / "migration-rollback.yml")]
+    argv += ["-i", str(INVENTORY), "--state-dir", str(state)]
+    for key, value in params.items():
+        argv += ["-p", f"{key}={value}"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # failed, and on_failure restored the service
+    report = json.loads(next(state.glob("runs/*/report.json")).read_text())
+    assert report["status"] == "rolled_back"
+    assert _schema(db) == before  # 0003 and 0004 had been rolled back; the swap put all four back
+    restored = " ".join(report["on_failure"]["restored"])
+    assert "by swap" in restored and f"{db}__pre_" in restored
+    assert databases(f"{db}__restore_") == []
 
 
 # ---------------------------------------------------------------------------------------- secrets, check mode

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from runner import api, cli
 from runner.errors import Diagnostic
+from runner.loader import INTERNAL_ERROR
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ROLES = FIXTURES / "roles"
@@ -255,6 +256,7 @@ def _check_result(result: api.ValidationResult) -> None:
     assert result.diagnostics
     for diagnostic in result.diagnostics:
         assert isinstance(diagnostic, Diagnostic)
+        assert INTERNAL_ERROR not in diagnostic.message, diagnostic  # the loader's safety net caught a bug
         assert diagnostic.line >= 1 and diagnostic.column >= 1
         assert not math.isnan(diagnostic.line)
         assert ": error: " in str(diagnostic)
@@ -284,3 +286,4 @@ def test_cli_validate_exits_0_or_2(workdir: Path, payload: bytes) -> None:
     if status == 2:
         assert stderr.getvalue().count(": error: ") >= 1
     assert "Traceback" not in stderr.getvalue()
+    assert INTERNAL_ERROR not in stderr.getvalue()

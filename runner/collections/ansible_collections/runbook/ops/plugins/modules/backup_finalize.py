@@ -29,7 +29,8 @@ options:
   format: {description: Data format., type: str, choices: [custom, directory, archive], required: true}
   database: {description: Database the backup is of., type: str, required: true}
   metadata: {description: More manifest fields (versions, tables and row counts, started...)., type: dict, default: {}}
-  update_latest: {description: Point the C(.latest) marker at this backup., type: bool, default: true}
+  update_latest: {description: Point the marker (O(marker)) at this backup., type: bool, default: true}
+  marker: {description: "Marker file naming the newest backup (C(.latest); another name, e.g. C(.pre-migration-<run>), leaves C(.latest) alone).", type: str, default: .latest}
 """
 
 EXAMPLES = r"""
@@ -46,7 +47,8 @@ EXAMPLES = r"""
 RETURN = r"""
 backup: {description: "{path, size, sha256, database, format, name, manifest} of the backup.", returned: always, type: dict}
 manifest: {description: The manifest written., returned: success, type: dict}
-latest: {description: Whether the .latest marker now names this backup., returned: always, type: bool}
+latest: {description: Whether the marker now names this backup., returned: always, type: bool}
+marker: {description: Path of the marker file., returned: always, type: str}
 """
 
 import datetime
@@ -138,6 +140,14 @@ DATA_SUFFIX = {"custom": ".dump", "directory": ".dir", "archive": ".archive.gz"}
 PARTIAL_SUFFIX = ".partial"
 MANIFEST_SUFFIX = ".manifest.json"
 LATEST_MARKER = ".latest"
+MARKER = re.compile(r"^\.[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+
+def marker_path(directory, marker):
+    """A marker file (.latest, .pre-migration-<run>) of a backup directory; it holds a backup name."""
+    if not MARKER.match(marker or "") or marker.endswith(".tmp"):
+        raise ValueError("invalid marker name %r (a dot, then letters, digits, dot, dash, underscore)" % marker)
+    return os.path.join(directory, marker)
 MANIFEST_VERSION = 1
 
 
@@ -161,10 +171,11 @@ def finalize(params, check_mode=False):
     rel_data = os.path.basename(paths["data"])
     summary = {"path": paths["data"], "size": 0, "sha256": "", "database": params["database"], "format": fmt,
                "name": name, "manifest": paths["manifest"]}
-    result = {"changed": True, "backup": summary, "latest": bool(params.get("update_latest", True))}
+    marker = marker_path(directory, params.get("marker") or LATEST_MARKER)
+    result = {"changed": True, "backup": summary, "latest": bool(params.get("update_latest", True)), "marker": marker}
     if check_mode:
         result["msg"] = "would finalize %s: rename %s, write %s%s" % (
-            name, paths["partial"], paths["manifest"], ", update .latest" if result["latest"] else "")
+            name, paths["partial"], paths["manifest"], ", update %s" % os.path.basename(marker) if result["latest"] else "")
         return result
     if os.path.exists(paths["manifest"]) or os.path.lexists(paths["data"]):
         raise ValueError("backup %s already exists in %s" % (name, directory))
@@ -208,11 +219,11 @@ def finalize(params, check_mode=False):
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     write_atomic(paths["manifest"], text.encode("utf-8"))
     if result["latest"]:
-        write_atomic(os.path.join(directory, LATEST_MARKER), (name + "\n").encode("utf-8"))
+        write_atomic(marker, (name + "\n").encode("utf-8"))
     summary.update(size=size, sha256=digest)
     result.update(manifest=manifest, duration_s=manifest.get("duration_s"))
     result["msg"] = "backup %s finalized (%d bytes, sha256 %s)%s" % (
-        name, size, digest[:16], "; .latest updated" if result["latest"] else "")
+        name, size, digest[:16], "; %s updated" % os.path.basename(marker) if result["latest"] else "")
     return result
 
 
@@ -226,6 +237,7 @@ def main():
             database=dict(type="str", required=True),
             metadata=dict(type="dict", default={}),
             update_latest=dict(type="bool", default=True),
+            marker=dict(type="str", default=LATEST_MARKER),
         ),
         supports_check_mode=True,
     )

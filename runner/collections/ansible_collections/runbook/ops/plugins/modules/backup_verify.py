@@ -26,7 +26,7 @@ version_added: "0.1.0"
 author: runbook-runner maintainers
 options:
   dir: {description: Backup directory., type: path, default: ""}
-  backup: {description: "C(latest), a backup name, or the path of its data or manifest file.", type: str, default: ""}
+  backup: {description: "C(latest) (the C(.latest) marker), another marker (C(.pre-migration-<run>)), a backup name, or the path of its data or manifest file.", type: str, default: ""}
   path: {description: Raw data path to decode (no manifest checks)., type: path, default: ""}
   kind: {description: What the backup is of., type: str, choices: [postgres, mongodb], default: postgres}
   format: {description: Data format when O(path) is given., type: str, choices: [custom, directory, archive], default: custom}
@@ -373,6 +373,14 @@ DATA_SUFFIX = {"custom": ".dump", "directory": ".dir", "archive": ".archive.gz"}
 PARTIAL_SUFFIX = ".partial"
 MANIFEST_SUFFIX = ".manifest.json"
 LATEST_MARKER = ".latest"
+MARKER = re.compile(r"^\.[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+
+def marker_path(directory, marker):
+    """A marker file (.latest, .pre-migration-<run>) of a backup directory; it holds a backup name."""
+    if not MARKER.match(marker or "") or marker.endswith(".tmp"):
+        raise ValueError("invalid marker name %r (a dot, then letters, digits, dot, dash, underscore)" % marker)
+    return os.path.join(directory, marker)
 MANIFEST_VERSION = 1
 
 
@@ -516,13 +524,16 @@ def locate(directory, backup):
         return directory, base
     if not directory:
         raise Refused("found", "no backup directory given")
-    if backup == "latest":
-        marker = os.path.join(directory, LATEST_MARKER)
+    if backup == "latest" or backup.startswith("."):
+        try:
+            marker = marker_path(directory, LATEST_MARKER if backup == "latest" else backup)
+        except ValueError as exc:
+            raise Refused("found", str(exc))
         try:
             with open(marker) as handle:
                 name = handle.read().strip()
         except OSError:
-            raise Refused("found", "no finished backup in %s (no %s marker)" % (directory, LATEST_MARKER))
+            raise Refused("found", "no finished backup in %s (no %s marker)" % (directory, os.path.basename(marker)))
         if not name or "/" in name:
             raise Refused("found", "marker %s is empty or invalid" % marker)
         return directory, name

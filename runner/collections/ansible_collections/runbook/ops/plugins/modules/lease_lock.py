@@ -62,6 +62,13 @@ options:
     description: Directory of the lease files (created when missing, mode 0755).
     type: path
     default: /var/lib/runbook/locks
+  take_over:
+    description:
+      - Run ids whose live leases may be replaced, because the caller knows their control-node process died
+        (the runner checks this on its own control node before asking).
+    type: list
+    elements: str
+    default: []
 notes:
   - Supports check mode - it reports what it would do without writing.
 """
@@ -269,7 +276,8 @@ def new_lease(name, run_id, owner, pid, control_host, ttl, now, acquired_at=None
     }
 
 
-def acquire(lock_dir, name, run_id, owner="", pid=0, control_host="", ttl=900, now=None, check_mode=False):
+def acquire(lock_dir, name, run_id, owner="", pid=0, control_host="", ttl=900, now=None, check_mode=False,
+            take_over=()):
     """Take the lease (or extend our own); LeaseError with the holder when another run's lease is live."""
     if ttl <= 0:
         raise LeaseError("ttl must be a positive number of seconds")
@@ -284,7 +292,7 @@ def acquire(lock_dir, name, run_id, owner="", pid=0, control_host="", ttl=900, n
             if not check_mode:
                 replace(lock_dir, name, lease)
             return result
-        if is_live(current, now):
+        if is_live(current, now) and current.get("run_id") not in take_over:
             raise LeaseError("lock %r on this host is held by %s" % (name, describe(current)), holder=current)
         lease = new_lease(name, run_id, owner, pid, control_host, ttl, now)
         result["lease"] = lease
@@ -362,6 +370,7 @@ def main():
             control_host=dict(type="str", default=""),
             ttl=dict(type="int", default=900),
             path=dict(type="path", default="/var/lib/runbook/locks"),
+            take_over=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -370,7 +379,7 @@ def main():
         if p["action"] == "acquire":
             result = acquire(
                 p["path"], p["name"], p["run_id"], p["owner"], p["pid"], p["control_host"], p["ttl"],
-                check_mode=module.check_mode,
+                check_mode=module.check_mode, take_over=p["take_over"],
             )
         elif p["action"] == "renew":
             result = renew(p["path"], p["name"], p["run_id"], p["ttl"], check_mode=module.check_mode)

@@ -390,6 +390,14 @@ DATA_SUFFIX = {"custom": ".dump", "directory": ".dir", "archive": ".archive.gz"}
 PARTIAL_SUFFIX = ".partial"
 MANIFEST_SUFFIX = ".manifest.json"
 LATEST_MARKER = ".latest"
+MARKER = re.compile(r"^\.[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+
+def marker_path(directory, marker):
+    """A marker file (.latest, .pre-migration-<run>) of a backup directory; it holds a backup name."""
+    if not MARKER.match(marker or "") or marker.endswith(".tmp"):
+        raise ValueError("invalid marker name %r (a dot, then letters, digits, dot, dash, underscore)" % marker)
+    return os.path.join(directory, marker)
 MANIFEST_VERSION = 1
 
 

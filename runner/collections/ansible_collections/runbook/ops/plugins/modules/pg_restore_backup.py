@@ -491,15 +491,30 @@ class Restorer(object):
 
     # -- modes -----------------------------------------------------------------------------------------
     def cleanup(self):
+        """Drop temporary databases of interrupted swaps, then check that the live database answers."""
         stale = self.stale_temps()
         self.result["dropped"] = stale
         if stale:
             self.result["changed"] = True
             if not self.check_mode:
                 self.admin("".join(drop_sql(d, self.server_num) for d in stale), "drop of temporary databases")
-        verb = "would drop" if self.check_mode else "dropped"
-        self.result["restored"] = ("%s %s; live database %s left as it was" % (verb, ", ".join(stale), self.db)
-                                   if stale else "nothing left behind; live database %s left as it was" % self.db)
+        checks = [{"name": "no temporary databases", "ok": True,
+                   "detail": ("%s %s" % ("would drop" if self.check_mode else "dropped", ", ".join(stale)))
+                   if stale else "none left behind"}]
+        if self.live_exists:
+            try:
+                rows = count_rows(self.client, self.db)
+                checks.append({"name": "live database answers", "ok": True,
+                               "detail": "%s: %d tables, %d rows" % (self.db, len(rows), sum(rows.values()))})
+                self.result["rows_after"] = rows
+            except PgError as exc:
+                checks.append({"name": "live database answers", "ok": False, "detail": str(exc)})
+        else:
+            checks.append({"name": "live database answers", "ok": False, "detail": "%s does not exist" % self.db})
+        self.result["checks"] = checks
+        self.result["restored"] = "%s; live database %s %s" % (
+            checks[0]["detail"], self.db,
+            "answers (%s)" % checks[1]["detail"].split(": ", 1)[-1] if checks[1]["ok"] else "is NOT available")
         return self.result
 
     def swap(self):

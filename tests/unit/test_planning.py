@@ -1,0 +1,50 @@
+"""runner.planning.describe_step: what `runbook plan` says a step will change."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from runner.loader import load_runbook
+from runner.planning import describe_step, describe_steps
+from runner.roles import find_role
+
+
+def test_role_with_a_changes_sentence(fixtures: Path, roles_paths: list[Path]) -> None:
+    runbook = load_runbook(fixtures / "valid" / "nested_options.yml", roles_paths)
+    text = describe_steps(runbook, roles_paths, {"base_url": "http://h", "attempts": 7, "interval": 1, "token": "T0K"})
+    assert text["probe"].startswith('nothing (probes [{"max_ms": 1000, "status": 200, "url": "http://h/health')
+    assert text["probe"].endswith("up to 7 times)")
+
+
+def test_default_sentence_names_role_and_options_and_masks_secrets(fixtures: Path, roles_paths: list[Path]) -> None:
+    runbook = load_runbook(fixtures / "valid" / "full.yml", roles_paths)
+    params = {"database": "shop", "jobs": 2, "take_backup": True, "db_password": "CANARY"}
+    text = describe_steps(runbook, roles_paths, params)
+    assert text["snapshot"] == (
+        "runs role demo_role: A role used by the unit tests (database=shop, jobs=2, password=********)"
+    )
+    assert "{{ steps.snapshot.database }}" in text["restore"]  # outputs are only known at run time
+    assert all("CANARY" not in t for t in text.values())
+
+
+def test_x_runbook_changes_key_and_defaults(tmp_path: Path, fixtures: Path) -> None:
+    role_dir = tmp_path / "demo_role"
+    shutil.copytree(fixtures / "roles" / "demo_role", role_dir)
+    spec = role_dir / "meta" / "argument_specs.yml"
+    spec.write_text(
+        spec.read_text().replace(
+            "    short_description:", '    x_runbook_changes: "restores {database} ({mode}, {jobs} jobs) {nope}"\n'
+            "    short_description:"
+        )
+    )
+    role = find_role("demo_role", [tmp_path])
+    assert role is not None and role.changes
+    runbook = load_runbook(fixtures / "valid" / "minimal.yml", [tmp_path])
+    assert describe_step(runbook.steps[0], role) == "restores shop (swap, 2 jobs) {nope}"
+
+
+def test_unknown_role() -> None:
+    from runner.model import Step
+
+    assert describe_step(Step(id="a", uses="gone", hosts="db"), None) == "runs role gone (not found)"
