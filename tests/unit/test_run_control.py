@@ -12,9 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import pytest
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -101,10 +99,10 @@ def test_control_node_killed_then_resumed(tmp_path: Path) -> None:
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    bodies: list[bytes] = []
-    paths: list[str] = []  # the URL may carry a secret by the runbook author's choice; only bodies are checked
+    bodies: ClassVar[list[bytes]] = []
+    paths: ClassVar[list[str]] = []  # the URL may carry a secret by the runbook author's choice; only bodies are checked
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         _Receiver.paths.append(self.path)
         _Receiver.bodies.append(self.rfile.read(length))
