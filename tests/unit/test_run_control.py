@@ -100,7 +100,7 @@ def test_control_node_killed_then_resumed(tmp_path: Path) -> None:
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
     bodies: ClassVar[list[bytes]] = []
-    paths: ClassVar[list[str]] = []  # the URL may carry a secret by the runbook author's choice; only bodies are checked
+    paths: ClassVar[list[str]] = []  # the URL may carry a secret by the author's choice; bodies may not
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
