@@ -17,6 +17,7 @@ from runner.params import ResolvedParams, load_params_file, parse_assignments, r
 from runner.render import RenderedProject, render_project
 from runner.report import load_report, render_markdown
 from runner.runflow import RunOptions, RunResult, execute_run
+from runner.typecheck import ensure_resolved_options
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class PlanRow:
     title: str
     when: str | None
     confirm: str | None
+    changes: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,19 +93,32 @@ class Plan:
     severity_target_s: float
 
 
-def plan(runbook: Runbook, inventory: Path, limit: str | None = None) -> Plan:
+def plan(
+    runbook: Runbook,
+    inventory: Path,
+    limit: str | None = None,
+    roles_paths: list[Path] | None = None,
+    params: ResolvedParams | None = None,
+) -> Plan:
     from runner import policy
+    from runner.planning import describe_steps
 
+    roles_paths = roles_paths or roles_search_path()
+    if params is not None:
+        ensure_resolved_options(runbook, params.values, roles_paths)
+    changes = describe_steps(runbook, roles_paths, params.values if params is not None else None)
     patterns = sorted({s.hosts for s in runbook.all_steps})
     resolved = resolve_hosts(inventory, patterns, limit)
     rows = [
-        PlanRow(s.id, s.phase, s.uses, s.hosts, resolved.get(s.hosts, []), s.title, s.when, s.confirm)
+        PlanRow(s.id, s.phase, s.uses, s.hosts, resolved.get(s.hosts, []), s.title, s.when, s.confirm,
+                changes.get(s.id, ""))
         for s in runbook.all_steps
     ]
     return Plan(runbook, rows, runbook.budget_s, policy.response_target_s(runbook.severity))
 
 
 def run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunResult:
+    ensure_resolved_options(runbook, params.values, options.roles_paths)
     empty = [
         s.id for s in runbook.steps if not resolve_hosts(options.inventory, [s.hosts], options.limit)[s.hosts]
     ]
@@ -184,6 +199,7 @@ def resume(
             + " ".join(f"-p {n}=..." for n in sorted(missing_secrets))
         )
     params = resolve(runbook, given, file_values)
+    ensure_resolved_options(runbook, params.values, options.roles_paths)
     resume_plan = plan_resume(state, runbook, from_step, failed_hosts_only)
     options.inventory = options.inventory if str(options.inventory) not in ("", ".") else state.inventory
     options.start_at = resume_plan.start_at

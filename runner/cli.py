@@ -16,6 +16,7 @@ from runner.params import ResolvedParams
 from runner.progress import choose as progress_for
 from runner.progress import one_line
 from runner.runflow import RunOptions, is_tty
+from runner.typecheck import ensure_resolved_options
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -43,6 +44,7 @@ def _load_with_params(args: argparse.Namespace) -> tuple[Runbook, ResolvedParams
     roles = api.roles_search_path(args.roles_path)
     runbook = api.load(args.runbook, roles)
     params = api.resolve_params(runbook, args.param, args.params_file)
+    ensure_resolved_options(runbook, params.values, roles)
     return runbook, params, roles
 
 
@@ -55,8 +57,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    runbook, params, _ = _load_with_params(args)
-    plan = api.plan(runbook, Path(args.inventory), args.limit)
+    runbook, params, roles = _load_with_params(args)
+    plan = api.plan(runbook, Path(args.inventory), args.limit, roles, params)
     print(f"{runbook.name}: {runbook.title}")
     print(
         f"severity {runbook.severity}; budget {format_seconds(plan.budget_s)} ({runbook.budget_from}); "
@@ -69,6 +71,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"  confirm: {row.confirm}" if row.confirm else ""
         )
         print(f"  {row.phase:<10} {row.step_id:<18} {row.uses:<26} {hosts}{extra}")
+        if row.changes:
+            print(f"  {'':<10} {'':<18} ↳ {row.changes}")
     params_shown = ", ".join(f"{k}={v}" for k, v in params.masked().items())
     print(f"params: {params_shown or '(none)'}")
     return 0

@@ -60,9 +60,7 @@ def _validate(located: Located, file: Path, roles_paths: list[Path]) -> Runbook:
 def _validate_located(located: Located, roles_paths: list[Path]) -> Runbook:
     data = located.data
     if data is None and not located.problems:
-        diag = Diagnostic(
-            located.file, 1, 1, "empty file: expected a runbook (apiVersion, kind, metadata, spec)"
-        )
+        diag = Diagnostic(located.file, 1, 1, "empty file: expected a runbook (apiVersion, kind, metadata, spec)")
         raise InvalidInput(str(diag), [diag])
     if not isinstance(data, dict):
         problems = list(located.problems)
@@ -235,9 +233,7 @@ class _SemanticChecker:
             if isinstance(step_id, str):
                 if step_id in seen_ids:
                     first = self.located.where((*seen_ids[step_id], "id"))
-                    self.error(
-                        (*path, "id"), f"duplicate step id {step_id!r} (first defined at line {first[0]})"
-                    )
+                    self.error((*path, "id"), f"duplicate step id {step_id!r} (first defined at line {first[0]})")
                 else:
                     seen_ids[step_id] = path
             role = self._role(item.get("uses"), (*path, "uses"))

@@ -80,9 +80,7 @@ def _coerce(text: str, declared: str) -> Any:
     return text
 
 
-def resolve(
-    runbook: Runbook, cli_values: dict[str, str], file_values: dict[str, Any] | None = None
-) -> ResolvedParams:
+def resolve(runbook: Runbook, cli_values: dict[str, str], file_values: dict[str, Any] | None = None) -> ResolvedParams:
     """Defaults, then the params file, then -p values; every problem reported together."""
     problems: list[str] = []
     values: dict[str, Any] = {}

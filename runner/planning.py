@@ -30,6 +30,7 @@ from runner.typecheck import substitute_params
 MASK = "********"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MAX_VALUE = 60
+_MAX_LINE = 240
 
 
 def _show(value: Any) -> str:
@@ -81,17 +82,15 @@ def describe_step(
             return value if value is not None else match.group(0)
 
         return " ".join(_PLACEHOLDER.sub(fill, role.changes).split())
-    summary = role.short_description.rstrip(".") if role.short_description else ""
+    summary = role.short_description.split(" - ")[0].rstrip(".") if role.short_description else ""
     text = f"runs role {role.name}" + (f": {summary}" if summary else "")
     given = [f"{name}={_value(step, role, name, with_) or _show(value)}" for name, value in with_.items()]
     if given:
         text += " (" + ", ".join(given) + ")"
-    return text
+    return text if len(text) <= _MAX_LINE else text[: _MAX_LINE - 3] + "..."
 
 
-def describe_steps(
-    runbook: Runbook, roles_paths: list[Path], params: dict[str, Any] | None = None
-) -> dict[str, str]:
+def describe_steps(runbook: Runbook, roles_paths: list[Path], params: dict[str, Any] | None = None) -> dict[str, str]:
     """describe_step for every step of a runbook (main and on_failure), by step id."""
     secrets = frozenset(runbook.secret_params)
     return {

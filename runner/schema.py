@@ -154,9 +154,7 @@ def _kind(value: Any) -> str:
 def schema_diagnostics(located: Located, schema_name: str) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     seen: set[tuple[int, int, str]] = set()
-    errors = sorted(
-        validator(schema_name).iter_errors(located.data), key=lambda e: list(map(str, e.absolute_path))
-    )
+    errors = sorted(validator(schema_name).iter_errors(located.data), key=lambda e: list(map(str, e.absolute_path)))
     for top in errors:
         for error in _leaf_errors(top):
             path: tuple[str | int, ...] = tuple(error.absolute_path)

@@ -46,9 +46,7 @@ class _Rendered:
     params: tuple[str, ...]
 
 
-def check_resolved_options(
-    runbook: Runbook, params_values: dict[str, Any], roles_paths: list[Path]
-) -> list[str]:
+def check_resolved_options(runbook: Runbook, params_values: dict[str, Any], roles_paths: list[Path]) -> list[str]:
     """Problems of templated role options with these param values, as `FILE:LINE:COL: error: ...` lines."""
     return [str(d) for d in resolved_option_diagnostics(runbook, params_values, roles_paths)]
 

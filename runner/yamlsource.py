@@ -199,9 +199,7 @@ class _Composer:
         value, _ = _resolve(key)
         identity = (type(value).__name__, value if not isinstance(value, float) or not math.isnan(value) else "nan")
         if identity in seen:
-            self.duplicates.append(
-                Diagnostic(self.file, key.line, key.col, f'YAML: found duplicate key "{key.value}"')
-            )
+            self.duplicates.append(Diagnostic(self.file, key.line, key.col, f'YAML: found duplicate key "{key.value}"'))
         seen.add(identity)
 
 
@@ -357,9 +355,7 @@ class _Builder:
         value, _ = _resolve(key)
         return _key_text(value)
 
-    def _entry(
-        self, result: dict[str, Any], key: _Node, value: _Node, at: _Node, path: PathKey, depth: int
-    ) -> None:
+    def _entry(self, result: dict[str, Any], key: _Node, value: _Node, at: _Node, path: PathKey, depth: int) -> None:
         name = self._key_name(key)
         if name is None:
             name = "[key]" if key.kind == "seq" else "{key}"
@@ -449,9 +445,7 @@ def parse_yaml_file(path: Path) -> Located:
         with path.open("rb") as handle:  # bounded: /dev/zero or a huge file must not exhaust memory
             raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise YamlSyntaxError(
-            Diagnostic(str(path), 1, 1, f"cannot read file: {exc.strerror or exc}")
-        ) from None
+        raise YamlSyntaxError(Diagnostic(str(path), 1, 1, f"cannot read file: {exc.strerror or exc}")) from None
     except ValueError as exc:  # e.g. a NUL byte in the name
         raise YamlSyntaxError(Diagnostic(str(path), 1, 1, f"cannot read file: {exc}")) from None
     if len(raw) > MAX_BYTES:

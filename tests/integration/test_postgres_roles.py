@@ -4,6 +4,10 @@ Roles run with plain `ansible-playbook -i inventories/lab/hosts.yml` on a playbo
 database is checked with psycopg from the machine. Every test works on scratch databases (rbtest_*) seeded
 from lab/shop-seed.sql, so `shop` itself and other drills are left alone; all of them are dropped at the end.
 
+MongoDB: no mongod can be installed in the lab image, so the MongoDB roles run on the control node against a
+private mongod started by the test (with authentication, so the --config path is exercised); those tests skip
+with "mongod/mongodump not installed" where the MongoDB server and Database Tools are missing.
+
 The kill tests run the very module code the roles run (the module files, imported as plain stdlib libraries
 on the host) in a loop on the db host itself and SIGKILL it at random moments: through Ansible each kill
 would cost seconds.
@@ -15,7 +19,10 @@ import io
 import json
 import os
 import secrets
+import shutil
+import socket
 import subprocess
+import sys
 import tarfile
 import textwrap
 import threading
@@ -49,6 +56,12 @@ TABLES = ("orders", "wallet")
 # ------------------------------------------------------------------------------------------------ helpers
 
 
+def one(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] | None = None) -> Any:
+    row = conn.execute(query.encode(), params).fetchone()
+    assert row is not None
+    return row
+
+
 def pg(dbname: str = "postgres") -> psycopg.Connection[Any]:
     return psycopg.connect(
         host=DB_ADDR, port=5432, user=DB_USER, password=DB_PASSWORD, dbname=dbname, autocommit=True, connect_timeout=5
@@ -72,7 +85,7 @@ def seed(name: str, filler_rows: int = 0) -> str:
     with pg() as conn:
         conn.execute(f'CREATE DATABASE "{name}" OWNER {DB_USER}')
     with pg(name) as conn:
-        conn.execute(SEED.read_text())  # type: ignore[arg-type]
+        conn.execute(SEED.read_text().encode())
         if filler_rows:
             conn.execute(
                 "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, %s) g",
@@ -87,12 +100,10 @@ def checksums(dbname: str) -> dict[str, tuple[int, str] | None]:
     out: dict[str, tuple[int, str] | None] = {}
     with pg(dbname) as conn:
         for table in TABLES:
-            if conn.execute("SELECT to_regclass(%s)", (f"public.{table}",)).fetchone()[0] is None:
+            if one(conn, "SELECT to_regclass(%s)", (f"public.{table}",))[0] is None:
                 out[table] = None
                 continue
-            row = conn.execute(
-                f"SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY id)), '') FROM {table} t"
-            ).fetchone()
+            row = one(conn, f"SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY id)), '') FROM {table} t")
             out[table] = (row[0], row[1])
     return out
 
@@ -140,14 +151,18 @@ class RunResult:
         return self.rc == 0
 
 
-def run_role(tmp_path: Path, role: str, options: dict[str, Any], *, check: bool = False) -> RunResult:
-    """ansible-playbook -i inventories/lab/hosts.yml on a one-role playbook; options are short names."""
+def run_role(
+    tmp_path: Path, role: str, options: dict[str, Any], *, check: bool = False, local: bool = False
+) -> RunResult:
+    """ansible-playbook -i inventories/lab/hosts.yml on a one-role playbook (host db; or the control node itself
+    with local=True); options are short names."""
     work = tmp_path / f"play-{role}-{time.monotonic_ns()}"
     work.mkdir()
+    host = "localhost" if local else "db"
     playbook = [
         {
             "name": f"Exercise {role}",
-            "hosts": "db",
+            "hosts": host,
             "gather_facts": False,
             "tasks": [
                 {"name": "Run the role", "ansible.builtin.include_role": {"name": role}},
@@ -168,7 +183,9 @@ def run_role(tmp_path: Path, role: str, options: dict[str, Any], *, check: bool 
         ANSIBLE_RETRY_FILES_ENABLED="False",
         ANSIBLE_HOST_KEY_CHECKING="False",
     )
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", str(INVENTORY), str(work / "play.yml"), "-e", f"@{work / 'vars.json'}"]
+    inventory = ["-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
+    argv = [str(ANSIBLE_PLAYBOOK), *(inventory if local else ["-i", str(INVENTORY)]), str(work / "play.yml")]
+    argv += ["-e", f"@{work / 'vars.json'}"]
     if check:
         argv.append("--check")
     proc = subprocess.run(argv, capture_output=True, env=env, cwd=work, timeout=600, check=False)
@@ -180,12 +197,12 @@ def run_role(tmp_path: Path, role: str, options: dict[str, Any], *, check: bool 
     outputs: dict[str, Any] = {}
     failure = ""
     for task in tasks:
-        result = task["hosts"].get("db", {})
+        result = task["hosts"].get(host, {})
         if task["task"]["name"] == "Show the outputs":
             outputs = result.get("runbook_outputs") or {}
         if result.get("failed") and not result.get("censored"):
             failure = str(result.get("msg", ""))
-    return RunResult(proc.returncode, outputs, failure, report["stats"].get("db", {}), tasks)
+    return RunResult(proc.returncode, outputs, failure, report["stats"].get(host, {}), tasks)
 
 
 def upload_modules() -> str:
@@ -599,11 +616,11 @@ def restore(stamp, delay=None, at_swap=False):
     t0 = time.monotonic()
     killed, saw_swap = False, False
     if delay is not None:
-        if at_swap:  # the swap is the psql on the maintenance database that follows pg_restore
+        if at_swap:  # the swap: the psql on the maintenance database after pg_restore into the temporary one
             restored = False
             while proc.poll() is None and not saw_swap:
                 lines = session_cmdlines(proc.pid)
-                restored = restored or any("pg_restore" in c for c in lines)
+                restored = restored or any("pg_restore" in c and "__restore_" in c for c in lines)
                 saw_swap = restored and any("psql" in c and "dbname='postgres'" in c for c in lines)
         time.sleep(delay)
         if proc.poll() is None:
@@ -633,7 +650,7 @@ while sum(1 for r in runs if r["killed"]) < cfg["kills"] and attempt < cfg["kill
     if attempt % 2:
         run = restore("k%02d" % attempt, rng.uniform(0, total * 0.95))   # create, pg_restore, row check, swap
     else:
-        run = restore("k%02d" % attempt, rng.uniform(0, 0.05), at_swap=True)   # inside the swap
+        run = restore("k%02d" % attempt, rng.uniform(0, 0.1), at_swap=True)   # inside the swap
     live, others = state()
     run.update(live=live, others=others, state=("restored" if live == good else "damaged" if live == damaged
                                                  else "OTHER"))
@@ -658,10 +675,11 @@ def test_restore_killed_during_swap_leaves_the_live_database_intact(scratch: Any
     db = seed("rbtest_rkill", filler_rows=60_000)
     backup(tmp_path, db)
     with pg(db) as conn:
-        good = conn.execute(
+        good = one(
+            conn,
             "SELECT json_build_object('orders', (SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM orders t), "
-            "'wallet', (SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM wallet t))"
-        ).fetchone()[0]
+            "'wallet', (SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM wallet t))",
+        )[0]
     mods = upload_modules()
     job = {"mods": mods, "database": db, "dir": f"{BACKUPS}/{db}", "conn": CONN}
     result = host_python(
@@ -685,10 +703,13 @@ def test_restore_killed_during_swap_leaves_the_live_database_intact(scratch: Any
     assert all(r["state"] in ("damaged", "restored") for r in runs), [r["state"] for r in runs]
     states = Counter(r["state"] for r in killed)
     at_swap = Counter(r["state"] for r in killed if r["at_swap"])
+    finished = Counter(r["state"] for r in runs if not r["killed"])
     print(
         f"\nrestore kill test: {len(killed)} SIGKILLs during swap restores, {sum(at_swap.values())} of them inside "
-        f"the swap step; live database afterwards: {dict(states)} (inside the swap: {dict(at_swap)})"
+        f"the swap step; live database afterwards: {dict(states)} (inside the swap: {dict(at_swap)}); "
+        f"runs that finished before their kill: {dict(finished)}"
     )
+    assert set(finished) <= {"restored"}
     assert states["damaged"] > 0 and sum(at_swap.values()) >= 4
     # what interrupted swaps leave is temporary databases; cleanup drops them and never touches the live one
     live_before = checksums(db)
@@ -712,7 +733,7 @@ def _apply_ups(db: str, versions: list[str], directory: Path = MIGRATIONS) -> No
             version = up.name.split("_")[0]
             if version in versions:
                 with conn.transaction():
-                    conn.execute(up.read_text())  # type: ignore[arg-type]
+                    conn.execute(up.read_text().encode())
                     conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
 
@@ -890,3 +911,132 @@ def test_check_mode_changes_nothing_and_says_what_it_would_do(scratch: Any, tmp_
     assert ssh_ok(f"ls -a {BACKUPS}/{db}") == listing
     assert checksums(db) == damaged
     assert databases(f"{db}__") == []
+
+
+# ------------------------------------------------------------------------------------------------- MongoDB
+
+MONGO_TOOLS = ("mongod", "mongodump", "mongorestore")
+mongo_required = pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in MONGO_TOOLS), reason="mongod/mongodump not installed"
+)
+MONGO_USER = "rbtest"
+
+
+@pytest.fixture(scope="module")
+def mongod(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A private mongod on 127.0.0.1 with authentication; yields (port, password)."""
+    pymongo = pytest.importorskip("pymongo")
+    data = tmp_path_factory.mktemp("mongod")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            "mongod",
+            "--dbpath",
+            str(data),
+            "--bind_ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--auth",
+            "--logpath",
+            str(data / "mongod.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    password = "Mongo-" + secrets.token_hex(8)
+    try:
+        client = pymongo.MongoClient("127.0.0.1", port, serverSelectionTimeoutMS=30000)
+        client.admin.command("ping")
+        client.admin.command("createUser", MONGO_USER, pwd=password, roles=["root"])  # localhost exception
+        yield port, password
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _mongo(port: int, password: str) -> Any:
+    import pymongo
+
+    return pymongo.MongoClient(
+        "127.0.0.1", port, username=MONGO_USER, password=password, authSource="admin", serverSelectionTimeoutMS=10000
+    )
+
+
+def _mongo_docs(port: int, password: str, db: str) -> dict[str, list[Any]]:
+    client = _mongo(port, password)
+    return {name: list(client[db][name].find().sort("_id", 1)) for name in sorted(client[db].list_collection_names())}
+
+
+def _mongo_options(port: int, password: str, directory: Path) -> dict[str, Any]:
+    return {
+        "database": "rbcatalog",
+        "dir": str(directory),
+        "login_host": "127.0.0.1",
+        "login_port": port,
+        "login_user": MONGO_USER,
+        "login_password": password,
+    }
+
+
+@mongo_required
+def test_mongo_backup_damage_restore_selective_then_full(mongod: Any, tmp_path: Path) -> None:
+    port, password = mongod
+    client = _mongo(port, password)
+    db = client["rbcatalog"]
+    db.orders.insert_many([{"_id": i, "customer": f"c{i % 100}", "amount": i * 7} for i in range(1, 1001)])
+    db.wallet.insert_many([{"_id": i, "balance": i * 104729 % 500000} for i in range(1, 101)])
+    good = _mongo_docs(port, password, "rbcatalog")
+    backups = tmp_path / "backups"
+    options = _mongo_options(port, password, backups)
+
+    made = run_role(tmp_path, "mongo_backup", options, local=True)
+    assert made.ok, made.failure
+    out = made.outputs
+    assert out["backup"]["format"] == "archive" and out["path"].endswith(".archive.gz")
+    assert (backups / ".latest").read_text().strip() == out["name"]
+    assert password not in json.dumps(out)
+
+    db.orders.delete_many({"_id": {"$gt": 900}})
+    db.orders.update_many({"_id": {"$lt": 10}}, {"$set": {"customer": "mangled"}})
+    db.wallet.drop()
+    damaged_wallet = _mongo_docs(port, password, "rbcatalog").get("wallet")
+
+    selective = run_role(tmp_path, "mongo_restore", dict(options, collections=["orders"]), local=True)
+    assert selective.ok, selective.failure
+    now = _mongo_docs(port, password, "rbcatalog")
+    assert now["orders"] == good["orders"] and now.get("wallet") == damaged_wallet  # wallet untouched
+    assert "-safety-" in selective.outputs["backup"]["name"]
+    assert (backups / ".latest").read_text().strip() == out["name"]  # a safety backup never becomes .latest
+
+    full = run_role(tmp_path, "mongo_restore", options, local=True)
+    assert full.ok, full.failure
+    assert _mongo_docs(port, password, "rbcatalog") == good
+
+
+@mongo_required
+def test_mongo_damaged_or_foreign_archives_are_refused(mongod: Any, tmp_path: Path) -> None:
+    port, password = mongod
+    _mongo(port, password)["rbcatalog"].orders.insert_one({"_id": "keep", "v": 1})
+    before = _mongo_docs(port, password, "rbcatalog")
+    backups = tmp_path / "backups"
+    options = _mongo_options(port, password, backups)
+    made = run_role(tmp_path, "mongo_backup", options, local=True)
+    assert made.ok, made.failure
+    archive = Path(made.outputs["path"])
+    raw = archive.read_bytes()
+    cases = {
+        "truncated": (raw[: len(raw) // 2], "size check failed"),
+        "flipped": (raw[:-40] + bytes([raw[-40] ^ 1]) + raw[-39:], "sha256 check failed"),
+        "empty": (b"", "size check failed"),
+    }
+    for case, (spoiled, expected) in cases.items():
+        archive.write_bytes(spoiled)
+        result = run_role(tmp_path, "mongo_restore", options, local=True)
+        assert not result.ok and expected in result.failure, f"{case}: {result.failure}"
+        archive.write_bytes(raw)
+    foreign = run_role(tmp_path, "mongo_restore", dict(options, database="rbother"), local=True)
+    assert not foreign.ok and "database check failed" in foreign.failure
+    assert _mongo_docs(port, password, "rbcatalog") == before

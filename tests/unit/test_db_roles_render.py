@@ -101,7 +101,8 @@ def test_modules_import_without_ansible_and_use_only_the_stdlib() -> None:
 
 
 def _role_defaults(role: str) -> dict[str, Any]:
-    return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    data: dict[str, Any] = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    return data
 
 
 def _task_args(role: str, filename: str, module: str) -> list[dict[str, Any]]:
@@ -389,7 +390,7 @@ def test_finalize_interrupted_at_every_step_never_leaves_a_complete_looking_back
     _mongo_archive(probe / "catalog-2.archive.gz.partial", b"z" * 50000)
     total = _finalize_with_crash(probe, "catalog-2", None, monkeypatch)
     assert total > 10
-    outcomes = Counter()
+    outcomes: Counter[str] = Counter()
     for limit in range(total + 1):
         directory = tmp_path / f"crash-{limit}"
         directory.mkdir()
@@ -728,7 +729,9 @@ def test_rollback_script_checks_and_deletes_in_the_same_transaction() -> None:
 
 
 def _spec(role: str) -> dict[str, Any]:
-    return yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+    data: dict[str, Any] = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())
+    main: dict[str, Any] = data["argument_specs"]["main"]
+    return main
 
 
 @pytest.mark.parametrize("role", DB_ROLES)

@@ -37,7 +37,7 @@ def test_reference_covers_the_schema() -> None:
     text = docs.expected_files()[PRODUCT_ROOT / "docs" / "runbook-reference.md"]
     for key in ("`apiVersion`", "`severity`", "`budget`", "`on_failure`", "`secret`", "`serial`", "`confirm`", "`url`"):
         assert key in text
-    assert "`\"^[a-z0-9][a-z0-9-]{0,62}$\"`" in text  # the name pattern, straight from the schema
+    assert '`"^[a-z0-9][a-z0-9-]{0,62}$"`' in text  # the name pattern, straight from the schema
 
 
 def test_role_readme_has_every_part() -> None:

@@ -34,8 +34,8 @@ def test_x_runbook_changes_key_and_defaults(tmp_path: Path, fixtures: Path) -> N
     spec = role_dir / "meta" / "argument_specs.yml"
     spec.write_text(
         spec.read_text().replace(
-            "    short_description:", '    x_runbook_changes: "restores {database} ({mode}, {jobs} jobs) {nope}"\n'
-            "    short_description:"
+            "    short_description:",
+            '    x_runbook_changes: "restores {database} ({mode}, {jobs} jobs) {nope}"\n    short_description:',
         )
     )
     role = find_role("demo_role", [tmp_path])
