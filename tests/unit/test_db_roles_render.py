@@ -797,42 +797,6 @@ def test_probes_do_not_report_changes(role: str) -> None:
             assert task.get("changed_when") is False, f"{role}/{filename}: {task['name']}"
 
 
-@pytest.mark.parametrize("role", DB_ROLES)
-def test_readme_is_generated_from_the_argument_spec(role: str) -> None:
-    readme = (ROLES / role / "README.md").read_text()
-    assert readme == render_readme(role), f"roles/{role}/README.md is stale"
-
-
-def render_readme(role: str) -> str:
-    """The README a role's argument spec gives (kept in the same form as `runbook docs` writes)."""
-    spec = _spec(role)
-    lines = [f"# {role}", "", str(spec["short_description"]), ""]
-    description = spec.get("description") or []
-    for para in [description] if isinstance(description, str) else description:
-        lines.append(f"- {para}")
-    lines += [
-        "",
-        "## Options",
-        "",
-        f"In a runbook's `with:` write the short name; the role variable is `{role}_<name>`.",
-        "",
-        "| Name | Type | Default | Description |",
-        "|---|---|---|---|",
-    ]
-    for full, option in spec["options"].items():
-        short = full[len(role) + 1 :]
-        kind = option["type"] + (f" of {option['elements']}" if option.get("elements") else "")
-        default = "**required**" if option.get("required") else "`" + json.dumps(option.get("default")) + "`"
-        desc = option["description"]
-        desc = " ".join(desc) if isinstance(desc, list) else str(desc)
-        if option.get("choices"):
-            desc += " One of: " + ", ".join(f"`{c}`" for c in option["choices"]) + "."
-        if option.get("no_log"):
-            desc += " Secret (no_log)."
-        lines.append(f"| `{short}` | {kind} | {default} | {desc.replace('|', '/')} |")
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------------------------- runbooks
 
 
