@@ -29,6 +29,11 @@ def prepare_private_dir(private_dir: Path, project_files: dict[str, str], extrav
     project.mkdir(parents=True, exist_ok=True)
     for name, text in project_files.items():
         (project / name).write_text(text, encoding="utf-8")
+    write_extravars(private_dir, extravars)
+
+
+def write_extravars(private_dir: Path, extravars: str) -> None:
+    """env/extravars, created 0600 (it holds secret params until scrub_private_dir)."""
     env = private_dir / "env"
     env.mkdir(parents=True, exist_ok=True)
     fd = os.open(env / "extravars", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -104,4 +109,4 @@ def run_playbook(
     return PlaybookOutcome(status=str(runner.status), rc=int(runner.rc if runner.rc is not None else -1))
 
 
-__all__ = ["PlaybookOutcome", "prepare_private_dir", "run_playbook", "scrub_private_dir"]
+__all__ = ["PlaybookOutcome", "prepare_private_dir", "run_playbook", "scrub_private_dir", "write_extravars"]

@@ -99,12 +99,17 @@ def _ansible_cfg(runbook: Runbook, roles_paths: list[Path]) -> str:
 
 
 def _uses_secret(step: Step, runbook: Runbook, roles_paths: list[Path]) -> bool:
+    """Whether the whole step must run with no_log.
+
+    A secret param given to an option the role itself marks no_log is the role's to protect (its tasks that
+    handle it are no_log, so failures stay readable); a secret anywhere else — another option, when:, hosts:,
+    confirm: — hides the whole step.
+    """
     secrets = runbook.secret_params
     role = find_role(step.uses, roles_paths)
-    if role is not None and any(role.options[k].no_log for k in step.with_ if k in role.options):
-        return True
+    role_protected = {k for k in step.with_ if role is not None and k in role.options and role.options[k].no_log}
     texts = [step.when or "", step.confirm or "", step.hosts]
-    texts += [v for v in _strings(step.with_)]
+    texts += [text for key, value in step.with_.items() if key not in role_protected for text in _strings(value)]
     for text in texts:
         expression = text is step.when
         for ref in templates.references(text, expression=expression):
@@ -177,7 +182,9 @@ def _play(step: Step, runbook: Runbook, roles_paths: list[Path], *, fatal: bool)
     play["tags"] = [step_tag(step)]
     play["vars"] = {
         "runbook_step_id": step.id,
-        "steps": "{{ (runbook_recorded_steps | default({}))[inventory_hostname] | default({})"
+        # outputs of this host, over outputs any host recorded in an earlier ansible-playbook call ("*")
+        "steps": "{{ (runbook_recorded_steps | default({}))['*'] | default({})"
+        " | combine((runbook_recorded_steps | default({}))[inventory_hostname] | default({}))"
         " | combine(runbook_steps | default({})) }}",
     }
     play["tasks"] = [

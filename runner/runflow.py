@@ -19,7 +19,7 @@ from typing import Any
 from runner import __version__, history, lock, notify, policy, report_formats
 from runner.errors import ApprovalRequired, ExitStatus
 from runner.events import FAILED, SUCCEEDED, UNREACHABLE, EventCollector, HostStepResult
-from runner.execute import prepare_private_dir, run_playbook, scrub_private_dir
+from runner.execute import prepare_private_dir, run_playbook, scrub_private_dir, write_extravars
 from runner.inventory import resolve_hosts
 from runner.journal import Journal, utcnow
 from runner.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook, Step
@@ -176,6 +176,7 @@ class _Run:
                 self.journal.append("approved", step=first.id)
             collector = EventCollector(list(steps), on_result=self.on_result, on_task=self.on_task)
             self.emit("segment_start", phase=phase, steps=[s.id for s in group])
+            write_extravars(self.private_dir, self._extravars())
             outcome = run_playbook(
                 self.private_dir,
                 playbook,
@@ -202,14 +203,28 @@ class _Run:
                 self.journal.append("no_hosts", steps=missing)
         return ok
 
+    def _extravars(self) -> str:
+        """Operator params plus every step output recorded so far (from the journal on resume, and from this
+        run's earlier segments), so on_failure and steps after an approval gate can read steps.<id>.<key>."""
+        recorded: dict[str, dict[str, Any]] = {h: dict(v) for h, v in self.options.recorded.items()}
+        for (_phase, step_id, host), result in self.results.items():
+            if result.status == SUCCEEDED and result.outputs:
+                recorded.setdefault(host, {})[step_id] = result.outputs
+        anywhere: dict[str, Any] = {}
+        for host in sorted(h for h in recorded if h != "*"):
+            for step_id, outputs in recorded[host].items():
+                anywhere.setdefault(step_id, outputs)
+        if anywhere:
+            recorded["*"] = anywhere
+        extra: dict[str, Any] = {"runbook_run_id": self.run_id, "runbook_name": self.runbook.name}
+        if recorded:
+            extra["runbook_recorded_steps"] = recorded
+        return extra_vars_text(self.params.values, extra)
+
     def execute(self) -> RunResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         project = render_project(self.runbook, self.options.roles_paths)
-        extra: dict[str, Any] = {"runbook_run_id": self.run_id, "runbook_name": self.runbook.name}
-        if self.options.recorded:
-            extra["runbook_recorded_steps"] = self.options.recorded
-        extravars = extra_vars_text(self.params.values, extra)
-        prepare_private_dir(self.private_dir, project.files, extravars)
+        prepare_private_dir(self.private_dir, project.files, self._extravars())
         self.journal = Journal(self.run_dir / "journal.jsonl", self.redactor)
         started = utcnow()
         t0 = time.monotonic()
@@ -295,6 +310,13 @@ class _Run:
         except history.HistoryError as exc:
             self.emit("warning", message=f"history not recorded: {exc}")
 
+    def _report_order(self, result: HostStepResult) -> tuple[int, int, str]:
+        """Main before on_failure, steps in runbook order, hosts by name: the same run reads the same way."""
+        phases = (PHASE_MAIN, PHASE_ON_FAILURE)
+        ids = [s.id for s in self.runbook.all_steps]
+        position = ids.index(result.step_id) if result.step_id in ids else len(ids)
+        return (phases.index(result.phase) if result.phase in phases else 2, position, result.host)
+
     def _main_steps(self) -> tuple[Step, ...]:
         if not self.options.start_at:
             return self.runbook.steps
@@ -355,7 +377,7 @@ class _Run:
         send: bool = True,
     ) -> RunResult:
         duration = round(time.monotonic() - t0, 3)
-        results = [self.results[k] for k in self.order]
+        results = sorted((self.results[k] for k in self.order), key=self._report_order)
         step_dicts = [r.to_dict() for r in results]
         target = policy.response_target_s(self.runbook.severity)
         budget_met = duration <= self.runbook.budget_s

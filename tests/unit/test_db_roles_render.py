@@ -87,6 +87,43 @@ def test_shared_blocks_are_identical_in_every_module() -> None:
     assert set(seen["pgcli"]) >= {"pg_dump_partial", "pg_inspect", "pg_restore_backup", "pg_migration_rollback"}
 
 
+@pytest.mark.parametrize("name", DB_MODULES)
+def test_module_documentation_parses_and_matches_the_argument_spec(name: str) -> None:
+    import ast
+
+    tree = ast.parse((MODULES / f"{name}.py").read_text())
+    docs = {
+        node.targets[0].id: yaml.safe_load(str(node.value.value))
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN")
+        and isinstance(node.value, ast.Constant)
+    }
+    assert set(docs) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}
+    assert docs["DOCUMENTATION"]["module"] == name
+    spec = next(
+        kw.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for kw in node.keywords
+        if kw.arg == "argument_spec"
+    )
+    assert isinstance(spec, ast.Call)
+    documented = docs["DOCUMENTATION"]["options"]
+    assert {kw.arg for kw in spec.keywords} == set(documented)
+    module = _load(name)
+    for kw in spec.keywords:
+        assert isinstance(kw.value, ast.Call)
+        given = {
+            k.arg: getattr(module, k.value.id) if isinstance(k.value, ast.Name) else ast.literal_eval(k.value)
+            for k in kw.value.keywords
+        }
+        for key in ("type", "default", "required", "no_log", "choices", "elements"):
+            if key in given:
+                assert documented[kw.arg].get(key) == given[key], f"{name}.{kw.arg}.{key}"
+
+
 def test_modules_import_without_ansible_and_use_only_the_stdlib() -> None:
     allowed = set(sys.stdlib_module_names) | {"ansible"}
     for name in DB_MODULES:

@@ -61,7 +61,7 @@ partial: {description: Path of the .partial file or directory written., returned
 data: {description: Path the data gets once finalized., returned: always, type: str}
 manifest: {description: Path the manifest gets once finalized., returned: always, type: str}
 format: {description: custom or directory., returned: always, type: str}
-compression: {description: Compression used (method[:level])., returned: always, type: str}
+compression: {description: "Compression used (method[:level]).", returned: always, type: str}
 server_version: {description: Server version string., returned: always, type: str}
 tools: {description: Client tool versions (pg_dump, pg_restore)., returned: always, type: dict}
 database_properties: {description: Encoding, collation, ctype and owner of the database., returned: always, type: dict}

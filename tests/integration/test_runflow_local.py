@@ -167,3 +167,26 @@ def test_resume_continues_from_the_failed_step_with_recorded_outputs(
     assert resumed.report["resumed_from"] == failed.run_id
     assert {s["id"] for s in resumed.report["steps"]} == {"flaky", "last"}
     assert (tmp_path / "out-local1").read_text() == "from-first"
+
+
+def test_on_failure_reads_outputs_of_main_steps(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> None:
+    text = """apiVersion: runbook/v1
+kind: Runbook
+metadata: {name: outputs-in-rollback}
+spec:
+  params:
+    out: {type: string}
+  steps:
+    - {id: first, hosts: local1, uses: fixture_step, with: {version_before: from-first-step}}
+    - {id: boom, hosts: app, uses: fixture_step, with: {fail: true}}
+  on_failure:
+    - id: undo
+      hosts: app
+      uses: fixture_step
+      with: {write: "{{ steps.first.version_before }}", file: "{{ params.out }}-{{ inventory_hostname }}",
+             healthy: true}
+"""
+    result = run(tmp_path, fixtures, roles_paths, text)
+    assert result.status == "rolled_back", result.message
+    assert (tmp_path / "out-local1").read_text() == "from-first-step"
+    assert (tmp_path / "out-local2").read_text() == "from-first-step"  # recorded on local1, read on local2

@@ -1,3 +1,5 @@
+"""Shared fixtures: the fixture roles (tests/fixtures/roles) come before the product roles."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +8,7 @@ import pytest
 
 from runner.paths import ROLES_DIR
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
