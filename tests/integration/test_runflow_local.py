@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,28 @@ spec:
     assert result.status == "rolled_back", result.message
     assert (tmp_path / "out-local1").read_text() == "from-first-step"
     assert (tmp_path / "out-local2").read_text() == "from-first-step"  # recorded on local1, read on local2
+
+
+def test_step_timeout_and_retries_are_enforced(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> None:
+    text = """apiVersion: runbook/v1
+kind: Runbook
+metadata: {name: limits}
+spec:
+  params:
+    out: {type: string}
+  steps:
+    - id: flaky
+      hosts: local1
+      uses: fixture_step
+      retries: 1
+      with: {fail_once: "{{ params.out }}-marker"}
+    - {id: stuck, hosts: local1, uses: fixture_step, timeout: 2s, with: {sleep: 30}}
+"""
+    started = time.monotonic()
+    result = run(tmp_path, fixtures, roles_paths, text)
+    assert time.monotonic() - started < 25  # the 30 s sleep was cut at 2 s
+    steps = {s["id"]: s for s in result.report["steps"]}
+    assert steps["flaky"]["status"] == "succeeded"
+    assert "after 1 failed attempt" in steps["flaky"]["message"]
+    assert steps["stuck"]["status"] == "failed"
+    assert "timed out" in steps["stuck"]["message"].lower() or "timeout" in steps["stuck"]["message"].lower()
