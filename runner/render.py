@@ -183,9 +183,9 @@ def _play(step: Step, runbook: Runbook, roles_paths: list[Path], *, fatal: bool)
     play["vars"] = {
         "runbook_step_id": step.id,
         # outputs of this host, over outputs any host recorded in an earlier ansible-playbook call ("*")
-        "steps": "{{ (runbook_recorded_steps | default({}))['*'] | default({})"
-        " | combine((runbook_recorded_steps | default({}))[inventory_hostname] | default({}))"
-        " | combine(runbook_steps | default({})) }}",
+        "runbook_recorded_any": "{{ (runbook_recorded_steps | default({}))['*'] | default({}) }}",
+        "runbook_recorded_here": "{{ (runbook_recorded_steps | default({}))[inventory_hostname] | default({}) }}",
+        "steps": "{{ runbook_recorded_any | combine(runbook_recorded_here, runbook_steps | default({})) }}",
     }
     play["tasks"] = [
         {"name": RESET_TASK, "ansible.builtin.set_fact": {"runbook_outputs": {}}},
