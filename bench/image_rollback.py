@@ -48,6 +48,7 @@ from bench.measure import (
     run_dir_of,
     run_json_events,
     summary,
+    task_times,
 )
 from bench.results import update_row, write_json
 from bench.runner_overhead import PHASES, phases
@@ -182,7 +183,7 @@ class Product:
         self.runs: list[dict[str, Any]] = []
 
     def put(self, release: str) -> None:
-        argv = [ANSIBLE_PLAYBOOK, "-i", LAB_INVENTORY, "swap.yml", "--limit", self.host]
+        argv: list[str | Path] = [ANSIBLE_PLAYBOOK, "-i", LAB_INVENTORY, "swap.yml", "--limit", self.host]
         argv += ["-e", f"bench_release={release}"]
         run(argv, env=base_env(), cwd=self.work / "prep", timeout=300).check(f"image_swap to {release}")
 
@@ -192,11 +193,32 @@ class Product:
             raise RuntimeError("runbook: v2 is not what app1 serves after the image_swap")
 
     def deploy_v1(self) -> None:
-        argv = [RUNBOOK, "run", DEPLOY, "-i", LAB_INVENTORY, "-p", "version=v1", "-p", "reason=bench warm-up"]
+        argv: list[str | Path] = [
+            RUNBOOK,
+            "run",
+            DEPLOY,
+            "-i",
+            LAB_INVENTORY,
+            "-p",
+            "version=v1",
+            "-p",
+            "reason=bench warm-up",
+        ]
         run(argv, env=self.env, timeout=600).check("deploy v1 (warm-up)")
 
     def rollback(self) -> float:
-        argv = [RUNBOOK, "run", ROLLBACK, "-i", LAB_INVENTORY, "--limit", self.host, "-p", "reason=bench", "--json"]
+        argv: list[str | Path] = [
+            RUNBOOK,
+            "run",
+            ROLLBACK,
+            "-i",
+            LAB_INVENTORY,
+            "--limit",
+            self.host,
+            "-p",
+            "reason=bench",
+            "--json",
+        ]
         timed = run_json_events(argv, env=self.env, timeout=900).check("backend-image-rollback")
         entry: dict[str, Any] = {"seconds": timed.seconds, "phases": phases(event_times(timed))}
         run_dir = run_dir_of(timed)
@@ -206,6 +228,12 @@ class Product:
             entry["steps"] = {s["id"]: s["duration_s"] for s in report.get("steps", []) if s.get("host") == self.host}
             entry["hosts"] = report.get("hosts")
             entry["status"] = report.get("status")
+        if run_dir is not None:
+            tasks, _ = task_times(run_dir)
+            entry["tasks"] = {}
+            for task in tasks:
+                key = f"{task.play.split(':')[0].removeprefix('Step ')}: {task.task}"
+                entry["tasks"][key] = entry["tasks"].get(key, 0.0) + task.seconds
         self.runs.append(entry)
         return timed.seconds
 
@@ -213,6 +241,13 @@ class Product:
 def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
     values = [float(r[key]) for r in rows if isinstance(r.get(key), int | float)]
     return round(statistics.median(values), 3) if values else None
+
+
+def tasks_median(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median seconds of every task (step: task) over the runs, slowest first."""
+    keys = {k for r in runs for k in r.get("tasks", {})}
+    med = {k: round(statistics.median(r.get("tasks", {}).get(k, 0.0) for r in runs), 3) for k in keys}
+    return dict(sorted(med.items(), key=lambda kv: -kv[1]))
 
 
 def measure(reps: int, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -258,6 +293,7 @@ def measure(reps: int, progress: Callable[[str], None]) -> dict[str, Any]:
             if any(k in r["phases"] for r in product.runs)
         },
         "runbook_status": sorted({str(r.get("status")) for r in product.runs}),
+        "runbook_tasks_median_s": tasks_median(product.runs),
         "floor_parts_median_s": {
             k: round(statistics.median(float(p[k]) for p in floor.parts), 3)
             for k in ("docker stop", "docker rm", "docker run", "first healthy /health", "polls")

@@ -28,6 +28,10 @@ _held: list[tuple[IO[str], bool]] = []  # (handle, inherited from a parent that 
 _depth = 0
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 class LabBusy(RuntimeError):
     """Another session kept the lab for longer than we were willing to wait."""
 
@@ -85,11 +89,15 @@ def _acquire(wait_s: float, progress: Callable[[str], None]) -> tuple[IO[str], b
 
 
 @contextlib.contextmanager
-def exclusive(wait_s: float = DEFAULT_WAIT_S, progress: Callable[[str], None] = print) -> Iterator[None]:
+def exclusive(wait_s: float = DEFAULT_WAIT_S, progress: Callable[[str], None] = _say) -> Iterator[None]:
     """Hold the lab's exclusive-use lock for the duration of the block (reentrant)."""
     global _depth
     if _depth == 0:
-        _held.append(_acquire(wait_s, progress))
+        try:
+            _held.append(_acquire(wait_s, progress))
+        except OSError:
+            # no lab state directory (not root): lab.up() then fails with the reason, as the lab tests skip
+            _held.append((open(os.devnull, "a"), True))  # noqa: SIM115 - closed on release
     _depth += 1
     try:
         yield
@@ -107,11 +115,11 @@ def held() -> bool:
     return _depth > 0
 
 
-def up(progress: Callable[[str], None] = print) -> lab.LabStatus:
+def up(progress: Callable[[str], None] = _say) -> lab.LabStatus:
     """Bring the lab up (call inside `exclusive()`); raises runner.errors.LabError when it cannot start."""
     return lab.up(progress=lambda line: progress(f"[lab] {line}"))
 
 
-def reset(progress: Callable[[str], None] = print) -> lab.LabStatus:
+def reset(progress: Callable[[str], None] = _say) -> lab.LabStatus:
     """The lab in its initial state: hosts recreated, backends on v1, shop reseeded (call inside `exclusive()`)."""
     return lab.reset(progress=lambda line: progress(f"[lab] {line}"))

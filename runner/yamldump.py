@@ -34,7 +34,8 @@ _Dumper.add_representer(str, _represent_str)
 def mark_unsafe(value: Any) -> Any:
     """Every string inside value becomes Unsafe (keys too are plain strings; they are never templated)."""
     if isinstance(value, str):
-        return Unsafe(value)
+        # an empty string holds no template; ansible-core 2.19 reads `!unsafe ''` as None, so leave it plain
+        return Unsafe(value) if value else value
     if isinstance(value, dict):
         return {str(k): mark_unsafe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -216,3 +216,21 @@ spec:
     assert "after 1 failed attempt" in steps["flaky"]["message"]
     assert steps["stuck"]["status"] == "failed"
     assert "timed out" in steps["stuck"]["message"].lower() or "timeout" in steps["stuck"]["message"].lower()
+
+
+def test_empty_string_param_reaches_the_role_as_an_empty_string(
+    tmp_path: Path, fixtures: Path, roles_paths: list[Path]
+) -> None:
+    text = """apiVersion: runbook/v1
+kind: Runbook
+metadata: {name: empty-param}
+spec:
+  params:
+    value: {type: string, default: ""}
+    out: {type: string}
+  steps:
+    - {id: write, hosts: local1, uses: fixture_step, with: {write: "[{{ params.value }}]", file: "{{ params.out }}"}}
+"""
+    result = run(tmp_path, fixtures, roles_paths, text)
+    assert result.exit_status == 0, result.message
+    assert (tmp_path / "out").read_text() == "[]"
