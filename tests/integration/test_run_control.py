@@ -1,4 +1,7 @@
-"""Interrupting, killing and resuming runs, and the secret canary — real Ansible on localhost, no lab."""
+"""Interrupting, killing and resuming runs, and the secret canary.
+
+Each test runs twice: on localhost (connection: local, no lab needed) and on the lab's app hosts over SSH.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -37,6 +42,31 @@ spec:
 """
 
 
+class Target:
+    """Where the runbook acts: files it writes are read back on that host."""
+
+    def __init__(self, name: str, inventory: Path, hosts: tuple[str, str], workdir: str) -> None:
+        self.name, self.inventory, self.hosts, self.workdir = name, inventory, hosts, workdir
+
+    def read(self, path: str) -> bytes | None:
+        if self.name == "local":
+            return Path(path).read_bytes() if Path(path).exists() else None
+        from runner import lab
+
+        proc = subprocess.run([*lab.ssh_argv(self.hosts[0]), f"cat {path}"], capture_output=True, timeout=60,
+                              check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+
+@pytest.fixture(params=["local", "lab"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    if request.param == "local":
+        return Target("local", FIXTURES / "local-inventory.yml", ("local1", "local2"), str(tmp_path))
+    request.getfixturevalue("lab")
+    return Target("lab", ROOT / "inventories" / "lab" / "hosts.yml", ("app1", "app2"),
+                  f"/tmp/runbook-test-{tmp_path.name}")
+
+
 def start(args: list[str], state: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "RUNBOOK_STATE_DIR": str(state), "RUNBOOK_ROLES_PATH": str(FIXTURES / "roles")}
     return subprocess.Popen([*RUNBOOK, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -59,15 +89,15 @@ def wait_for_event(proc: subprocess.Popen[str], predicate: Any, timeout: float =
     raise AssertionError("event not seen")
 
 
-def slow_run(tmp_path: Path) -> tuple[Path, list[str]]:
+def slow_run(tmp_path: Path, target: Target) -> tuple[Path, list[str]]:
     path = tmp_path / "slow.yml"
     path.write_text(SLOW)
-    args = ["run", str(path), "-i", str(FIXTURES / "local-inventory.yml"), "-p", f"out={tmp_path}/out", "--json"]
+    args = ["run", str(path), "-i", str(target.inventory), "-p", f"out={target.workdir}-out", "--json"]
     return path, args
 
 
-def test_sigterm_stops_and_still_writes_an_interrupted_report(tmp_path: Path) -> None:
-    _, args = slow_run(tmp_path)
+def test_sigterm_stops_and_still_writes_an_interrupted_report(tmp_path: Path, target: Target) -> None:
+    _, args = slow_run(tmp_path, target)
     proc = start(args, tmp_path / "state")
     wait_for_event(proc, lambda e: e.get("event") == "task_start" and e.get("step") == "slow"
                    and "Take some time" in e.get("task", ""))
@@ -76,13 +106,13 @@ def test_sigterm_stops_and_still_writes_an_interrupted_report(tmp_path: Path) ->
     assert proc.returncode == 130
     report = json.loads(next((tmp_path / "state" / "runs").glob("*/report.json")).read_text())
     assert report["status"] == "interrupted"
-    assert not (tmp_path / "out-local1").exists()
-    lease = Path("/var/lib/runbook/locks/host.json")
-    assert not lease.exists() or json.loads(lease.read_text()).get("run_id") != report["run_id"]
+    assert target.read(f"{target.workdir}-out-{target.hosts[0]}") is None  # the last step never ran
+    lease = target.read("/var/lib/runbook/locks/host.json")
+    assert lease is None or json.loads(lease).get("run_id") != report["run_id"]  # released
 
 
-def test_control_node_killed_then_resumed(tmp_path: Path) -> None:
-    _, args = slow_run(tmp_path)
+def test_control_node_killed_then_resumed(tmp_path: Path, target: Target) -> None:
+    _, args = slow_run(tmp_path, target)
     proc = start(args, tmp_path / "state")
     wait_for_event(proc, lambda e: e.get("event") == "step_result" and e.get("step_id") == "first")
     time.sleep(1)
@@ -90,12 +120,13 @@ def test_control_node_killed_then_resumed(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     run_dir = next((tmp_path / "state" / "runs").iterdir())
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
-    assert {r["host"] for r in journal if r["kind"] == "step_result" and r["step_id"] == "first"} == {
-        "local1", "local2"}
+    assert {r["host"] for r in journal if r["kind"] == "step_result" and r["step_id"] == "first"} == set(
+        target.hosts)
     resumed = start(["resume", run_dir.name, "-p", "sleep=0"], tmp_path / "state")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out + err
-    assert (tmp_path / "out-local1").read_text() == "one"  # the output recorded before the kill was reused
+    # the output recorded before the kill was reused
+    assert target.read(f"{target.workdir}-out-{target.hosts[0]}") == b"one"
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -114,7 +145,9 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_secret_canary_appears_nowhere(tmp_path: Path) -> None:
+def test_secret_canary_appears_nowhere(tmp_path: Path, target: Target) -> None:
+    _Receiver.bodies.clear()
+    _Receiver.paths.clear()
     server = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
@@ -138,13 +171,14 @@ spec:
     - {{kind: webhook, url: "http://127.0.0.1:{port}/hook?token={{{{ params.token }}}}", on: [failure]}}
 """)
     state = tmp_path / "state"
-    proc = start(["run", str(runbook), "-i", str(FIXTURES / "local-inventory.yml"), "-p", f"token={CANARY}",
-                  "-p", f"role_secret={ROLE_CANARY}", "-p", f"out={tmp_path}/out"], state)
+    proc = start(["run", str(runbook), "-i", str(target.inventory), "-p", f"token={CANARY}",
+                  "-p", f"role_secret={ROLE_CANARY}", "-p", f"out={target.workdir}-out"], state)
     out, err = proc.communicate(timeout=300)
     server.shutdown()
     assert proc.returncode == 3, out + err
-    assert (tmp_path / "out-local1").read_text() == f"token={CANARY}"  # the secret did reach the host
-    assert (tmp_path / "out-local1.secret").read_text() == ROLE_CANARY
+    written = f"{target.workdir}-out-{target.hosts[0]}"
+    assert target.read(written) == f"token={CANARY}".encode()  # the secret did reach the host
+    assert target.read(f"{written}.secret") == ROLE_CANARY.encode()
     assert _Receiver.bodies, "the webhook was called"
     assert _Receiver.paths[0] == f"/hook?token={CANARY}"  # the secret was usable where the runbook put it
     rendered = tmp_path / "rendered"
