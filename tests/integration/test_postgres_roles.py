@@ -41,7 +41,9 @@ pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
-MODULES = ROOT / "runner" / "collections" / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules"
+COLLECTIONS = ROOT / "runner" / "collections"
+MODULES = COLLECTIONS / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules"
+MODULE_UTILS = MODULES.parent / "module_utils"
 MIGRATIONS = ROOT / "lab" / "migrations" / "shop"
 SEED = ROOT / "lab" / "shop-seed.sql"
 ANSIBLE_PLAYBOOK = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "ansible-playbook"
@@ -206,11 +208,17 @@ def run_role(
 
 
 def upload_modules() -> str:
-    """The module files as they are in the repository, importable on the host from HOST_TMP/mods."""
+    """The module files as they are in the repository, importable on the host from HOST_TMP/mods, with the
+    collection's module_utils they import (ansible_collections.runbook.ops.plugins.module_utils.*) beside them."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name in ("pg_dump_partial", "backup_verify", "backup_finalize", "pg_restore_backup", "pg_inspect"):
             tar.add(MODULES / f"{name}.py", arcname=f"{name}.py")
+        utils = Path("ansible_collections/runbook/ops/plugins/module_utils")
+        for package in (utils, *list(utils.parents)[:-1]):  # regular packages: nothing else on sys.path wins
+            tar.addfile(tarfile.TarInfo(str(package / "__init__.py")), io.BytesIO(b""))
+        for util in sorted(MODULE_UTILS.glob("*.py")):
+            tar.add(util, arcname=str(utils / util.name))
     ssh_ok(f"rm -rf {HOST_TMP}/mods && mkdir -p {HOST_TMP}/mods && tar -x -C {HOST_TMP}/mods", buf.getvalue())
     return f"{HOST_TMP}/mods"
 

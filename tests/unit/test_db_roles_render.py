@@ -2,7 +2,9 @@
 (manifest checks, finalize order, COPY row counting, compression, names, migration planning) and the shape of
 the roles themselves (argument specs vs defaults, no_log on every task that handles a password, FQCN modules).
 
-Everything here is pure: module files are imported as plain libraries (they are stdlib-only on the host).
+Everything here is pure: module files are imported as plain libraries (they are stdlib-only on the host), and
+so are the module_utils they share (pg_common: libpq/psql helpers; backup_files: .partial, fsync, rename,
+manifest, sha256, .latest), imported the Ansible way with runner/collections on sys.path.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ROOT / "runner" / "collections" / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules"
+COLLECTIONS = ROOT / "runner" / "collections"
+PLUGINS = COLLECTIONS / "ansible_collections" / "runbook" / "ops" / "plugins"
+MODULES = PLUGINS / "modules"
+MODULE_UTILS = PLUGINS / "module_utils"
+UTILS_PACKAGE = "ansible_collections.runbook.ops.plugins.module_utils"
 ROLES = ROOT / "roles"
 DB_ROLES = ("postgres_backup", "postgres_restore", "postgres_migration_rollback", "mongo_backup", "mongo_restore")
 DB_MODULES = (
@@ -40,6 +46,12 @@ DB_MODULES = (
     "backup_mongo",
 )
 RUNBOOKS = ("postgres-backup", "postgres-restore", "migration-rollback", "mongo-backup", "mongo-restore")
+
+
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+from ansible_collections.runbook.ops.plugins.module_utils import backup_files, pg_common  # noqa: E402
 
 
 def _load(name: str) -> Any:
@@ -56,35 +68,196 @@ finalize_mod = _load("backup_finalize")
 dump_mod = _load("pg_dump_partial")
 restore_mod = _load("pg_restore_backup")
 migr = _load("pg_migration_rollback")
-inspect_mod = _load("pg_inspect")
 
 MONGO_MAGIC = b"\x6d\xe2\x99\x81"
 
 
-# ------------------------------------------------------------------------------------------- shared blocks
+# ---------------------------------------------------------------------------------------- shared module_utils
+
+# What each module takes from the module_utils (and nothing else of its own of the same name).
+SHARED_UTILS = {"pg_common": pg_common, "backup_files": backup_files}
+USES = {
+    "pg_dump_partial": {"pg_common", "backup_files"},
+    "pg_inspect": {"pg_common"},
+    "pg_restore_backup": {"pg_common"},
+    "pg_migration_rollback": {"pg_common"},
+    "backup_verify": {"pg_common", "backup_files"},
+    "backup_finalize": {"backup_files"},
+    "backup_mongo": {"backup_files"},
+}
 
 
-def _blocks(text: str) -> dict[str, str]:
-    found = {}
-    for m in re.finditer(
-        r"^# ==== runbook\.ops shared block: (\w+) .*?^# ==== end of shared block: \1 ====$", text, re.M | re.S
-    ):
-        found[m.group(1)] = m.group(0)
+def _utils_imports(name: str) -> dict[str, list[str]]:
+    """module_utils name -> names a module file imports from it (the Ansible way, by FQCN)."""
+    import ast
+
+    found: dict[str, list[str]] = {}
+    for node in ast.parse((MODULES / f"{name}.py").read_text()).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(UTILS_PACKAGE + "."):
+            found.setdefault(node.module.rsplit(".", 1)[1], []).extend(a.name for a in node.names)
     return found
 
 
-def test_shared_blocks_are_identical_in_every_module() -> None:
-    """module_utils cannot be shared from these files, so helpers are copied verbatim: they must not drift."""
-    seen: dict[str, dict[str, str]] = {}
-    for name in DB_MODULES:
-        for block, text in _blocks((MODULES / f"{name}.py").read_text()).items():
-            seen.setdefault(block, {})[name] = text
-    assert set(seen) == {"pgcli", "files"}
-    for block, copies in seen.items():
-        first = next(iter(copies.values()))
-        drifted = [name for name, text in copies.items() if text != first]
-        assert not drifted, f"shared block {block} differs in {drifted}"
-    assert set(seen["pgcli"]) >= {"pg_dump_partial", "pg_inspect", "pg_restore_backup", "pg_migration_rollback"}
+def _public_names(module: Any) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.parse(Path(module.__file__).read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return {n for n in names if not n.startswith("__")}
+
+
+@pytest.mark.parametrize("name", DB_MODULES)
+def test_modules_take_the_shared_helpers_from_module_utils_and_keep_no_copy(name: str) -> None:
+    imports = _utils_imports(name)
+    assert set(imports) == USES[name]
+    module = _load(name)
+    own = _public_names(module)
+    for util, names in imports.items():
+        shared = SHARED_UTILS[util]
+        assert Path(shared.__file__) == MODULE_UTILS / f"{util}.py"
+        for helper in names:  # the very object of the module_utils, not a look-alike
+            assert getattr(module, helper) is getattr(shared, helper), f"{name}.{helper}"
+    for util, shared in SHARED_UTILS.items():
+        copied = own & _public_names(shared)
+        assert not copied, f"{name} defines {sorted(copied)} again instead of importing them from {util}"
+    assert "shared block" not in (MODULES / f"{name}.py").read_text()
+
+
+def test_module_utils_are_stdlib_only_and_ansible_free() -> None:
+    allowed = set(sys.stdlib_module_names) | {"__future__"}
+    for util in SHARED_UTILS:
+        text = (MODULE_UTILS / f"{util}.py").read_text()
+        for m in re.finditer(r"^\s*(?:from|import) ([\w.]+)", text, re.M):
+            assert m.group(1).split(".")[0] in allowed, f"{util} imports {m.group(1)}"
+
+
+# pg_common: quoting, names, the libpq environment and the in-memory password file
+
+
+def test_quoting_doubles_quotes_and_escapes_conninfo() -> None:
+    assert pg_common.quote_ident('My "T"') == '"My ""T"""'
+    assert pg_common.quote_literal("it's") == "'it''s'"
+    assert pg_common.quote_conninfo("a'b\\c") == "'a\\'b\\\\c'"
+    assert pg_common.sql_name('"Sales"."Order ""x"""') == '"Sales"."Order ""x"""'
+    assert pg_common.display_name("public", "orders") == "public.orders"
+    assert pg_common.display_name("My Schema", "Orders") == '"My Schema"."Orders"'
+
+
+@given(schema=st.text(min_size=1, max_size=12), name=st.text(min_size=1, max_size=12))
+@settings(max_examples=100, deadline=None)
+def test_quote_ident_round_trips_through_parse_qualified(schema: str, name: str) -> None:
+    quoted = pg_common.quote_ident(schema) + "." + pg_common.quote_ident(name)
+    assert pg_common.parse_qualified(quoted) == (schema, name)
+
+
+def test_client_environment_and_tools() -> None:
+    client = pg_common.PgClient("db", 6543, "lab", "pw", "/opt/pg/bin", connect_timeout=0)
+    assert client.tool("psql") == "/opt/pg/bin/psql" and pg_common.PgClient().tool("psql") == "psql"
+    assert client.conninfo("sh'op") == "dbname='sh\\'op'"
+    env = client._env()
+    assert env["PGHOST"] == "db" and env["PGPORT"] == "6543" and env["PGUSER"] == "lab"
+    assert env["PGCONNECT_TIMEOUT"] == "10" and env["PGAPPNAME"] == "runbook" and env["LC_ALL"] == "C"
+    assert "pw" not in env.values() and "PGPASSWORD" not in env and "PGDATABASE" not in env
+
+
+def test_password_reaches_libpq_through_proc_self_fd_not_argv_or_env(tmp_path: Path) -> None:
+    """A fake psql prints what it gets: the password only in the file PGPASSFILE names, and that file is gone
+    (closed) once the call returns."""
+    fake = tmp_path / "psql"
+    fake.write_text(
+        '#!/bin/sh\necho "argv=$*"\nenv | grep -c "Secret-PW" || true\necho "passfile=$PGPASSFILE"\ncat "$PGPASSFILE"\n'
+    )
+    fake.chmod(0o755)
+    client = pg_common.PgClient("h", 5432, "u", "Secret-PW", str(tmp_path))
+    out = client.psql("db", "SELECT 1")
+    lines = out.splitlines()
+    assert lines[0] == "argv=-X -q -w -A -t -v ON_ERROR_STOP=1 -d dbname='db' -f -"
+    assert lines[1] == "0"  # not in the environment
+    assert re.fullmatch(r"passfile=/proc/self/fd/\d+", lines[2])
+    assert lines[3] == "*:*:*:u:Secret-PW"
+    fd = int(lines[2].rsplit("/", 1)[1])
+    with contextlib.suppress(FileNotFoundError):  # closed here once psql is done (the number may be reused since)
+        assert "runbook-pgpass" not in os.readlink(f"/proc/self/fd/{fd}")
+
+
+def test_client_failures_name_the_tool_and_the_tail_of_stderr(tmp_path: Path) -> None:
+    fake = tmp_path / "psql"
+    fake.write_text("#!/bin/sh\nfor i in $(seq 1 20); do echo line$i >&2; done\nexit 3\n")
+    fake.chmod(0o755)
+    client = pg_common.PgClient(bin_dir=str(tmp_path))
+    with pytest.raises(pg_common.PgError) as info:
+        client.psql("db", "SELECT 1", what="probe")
+    assert str(info.value) == "probe failed (exit 3): " + "\n".join(f"line{i}" for i in range(9, 21))
+    with pytest.raises(pg_common.PgError, match="cannot run"):
+        pg_common.PgClient(bin_dir=str(tmp_path / "missing")).psql("db", "SELECT 1")
+
+
+def test_versions_tails_and_stamps() -> None:
+    import datetime
+
+    assert pg_common.tool_major("pg_dump (PostgreSQL) 15.6 (Debian 15.6-0+deb12u1)") == 15
+    assert pg_common.tool_major("") == 0
+    assert pg_common.tail("") == "(no output)"
+    assert pg_common.tail("a\n\n b \nc", lines=2) == " b \nc"
+    now = datetime.datetime(2025, 1, 15, 14, 30, 0, 123456, tzinfo=datetime.UTC)
+    assert pg_common.utc_stamp(now) == "20250115T143000Z"
+    assert pg_common.utc_iso(now) == "2025-01-15T14:30:00.123456Z"
+
+
+def test_count_rows_maps_display_names_to_counts() -> None:
+    class Client:
+        def query_json(self, database: str, sql: str, what: str | None = None) -> Any:
+            assert "REPEATABLE READ READ ONLY" in sql and what == f"row counts of {database}"
+            return [["public", "orders", "1000"], ["My Schema", "T", 0]]
+
+    assert pg_common.count_rows(Client(), "shop") == {"public.orders": 1000, '"My Schema"."T"': 0}
+
+
+# backup_files: names of a backup's pieces, markers, digests, atomic writes
+
+
+def test_backup_paths_and_markers(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    assert backup_files.backup_paths(d, "shop-1", "custom") == {
+        "data": f"{d}/shop-1.dump",
+        "partial": f"{d}/shop-1.dump.partial",
+        "manifest": f"{d}/shop-1.manifest.json",
+    }
+    assert backup_files.backup_paths(d, "c-1", "archive")["partial"] == f"{d}/c-1.archive.gz.partial"
+    assert backup_files.backup_paths(d, "s-1", "directory")["data"] == f"{d}/s-1.dir"
+    assert backup_files.marker_path(d, ".latest") == f"{d}/.latest"
+    assert backup_files.marker_path(d, ".pre-migration-run_1") == f"{d}/.pre-migration-run_1"
+    for bad in ("latest", ".", "../x", ".a/b", ".latest.tmp", "", None):
+        with pytest.raises(ValueError, match="invalid marker name"):
+            backup_files.marker_path(d, bad)
+    assert backup_files.safe_file_part("my db/x") == "my_db_x" and backup_files.safe_file_part("") == "_"
+
+
+def test_digests_of_files_and_of_a_listing(tmp_path: Path) -> None:
+    data = os.urandom(backup_files.CHUNK * 2 + 17)
+    (tmp_path / "f").write_bytes(data)
+    assert backup_files.sha256_file(str(tmp_path / "f")) == hashlib.sha256(data).hexdigest()
+    entries = [{"path": "b/2.dat", "sha256": "bb"}, {"path": "a.dat", "sha256": "aa"}]
+    assert backup_files.listing_digest(entries) == hashlib.sha256(b"aa  a.dat\nbb  b/2.dat\n").hexdigest()
+
+
+def test_data_files_fsync_and_atomic_write(tmp_path: Path) -> None:
+    tree = tmp_path / "x.dir"
+    (tree / "b").mkdir(parents=True)
+    for rel in ("toc.dat", "b/2.dat", "1.dat"):
+        (tree / rel).write_bytes(rel.encode())
+    assert backup_files.data_files(str(tree)) == [str(tree / n) for n in ("1.dat", "toc.dat", "b/2.dat")]
+    assert backup_files.data_files(str(tree / "1.dat")) == [str(tree / "1.dat")]
+    backup_files.fsync_tree(str(tree))
+    backup_files.fsync_tree(str(tree / "1.dat"))
+    target = tmp_path / "m.manifest.json"
+    backup_files.write_atomic(str(target), b"{}\n")
+    assert target.read_bytes() == b"{}\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not (tmp_path / "m.manifest.json.tmp").exists()
 
 
 @pytest.mark.parametrize("name", DB_MODULES)
@@ -129,6 +302,9 @@ def test_modules_import_without_ansible_and_use_only_the_stdlib() -> None:
     for name in DB_MODULES:
         text = (MODULES / f"{name}.py").read_text()
         for m in re.finditer(r"^\s*(?:from|import) ([\w.]+)", text, re.M):
+            if m.group(1).startswith(UTILS_PACKAGE + "."):  # this collection's own module_utils (stdlib-only)
+                assert (MODULE_UTILS / (m.group(1).rsplit(".", 1)[1] + ".py")).is_file(), m.group(1)
+                continue
             root = m.group(1).split(".")[0]
             assert root in allowed or root == "__future__", f"{name} imports {m.group(1)}"
         assert "except ImportError" in text  # importable as a plain library on a host
@@ -601,17 +777,16 @@ _IDENT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_
 @given(schema=_IDENT, name=_IDENT)
 @settings(max_examples=300, deadline=None)
 def test_display_names_parse_back(schema: str, name: str) -> None:
-    shown = inspect_mod.display_name(schema, name)
-    assert inspect_mod.parse_qualified(shown) == (schema, name)
-    assert verify_mod.parse_qualified(shown) == (schema, name)
+    shown = pg_common.display_name(schema, name)
+    assert pg_common.parse_qualified(shown) == (schema, name)
 
 
 def test_table_names_as_operators_write_them() -> None:
-    parse = restore_mod.parse_qualified
+    parse = pg_common.parse_qualified
     assert parse("orders") == ("public", "orders")
     assert parse("Sales.Orders") == ("sales", "orders")
     assert parse('"Sales"."Order ""x"""') == ("Sales", 'Order "x"')
-    assert restore_mod.sql_name("orders") == '"public"."orders"'
+    assert pg_common.sql_name("orders") == '"public"."orders"'
     for bad in ("a.b.c", "a.", '"open', ""):
         with pytest.raises(ValueError):
             parse(bad)
@@ -645,7 +820,7 @@ def test_pg_dump_argv_has_no_password_and_quotes_the_database() -> None:
 
 
 def test_password_file_is_in_memory_and_escaped() -> None:
-    client = dump_mod.PgClient("h", 5432, "us:er", "pa:ss\\word")
+    client = pg_common.PgClient("h", 5432, "us:er", "pa:ss\\word")
     fd, path, tmpdir = client._passfile()
     try:
         assert tmpdir is None and path == f"/proc/self/fd/{fd}"  # memfd: nothing on disk

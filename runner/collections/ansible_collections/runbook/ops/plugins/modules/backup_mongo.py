@@ -65,7 +65,6 @@ restored: {description: What was restored (restore)., returned: restore, type: s
 
 import datetime
 import glob
-import hashlib
 import json
 import os
 import re
@@ -79,102 +78,10 @@ try:
 except ImportError:  # imported as a plain library on a host (drills, tests): stdlib only
     AnsibleModule = None
 
-# ==== runbook.ops shared block: files (identical in every module that has it; tests/unit checks) ====
-CHUNK = 1024 * 1024
+from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
+    PARTIAL_SUFFIX, backup_paths, fsync_path, safe_file_part,
+)
 
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(CHUNK)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fsync_path(path):
-    """fsync a file, or a directory entry table."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(path):
-    """fsync a file, or every file of a directory tree and the directories themselves."""
-    if os.path.isdir(path):
-        for root, dirs, files in os.walk(path):
-            for name in files:
-                fsync_path(os.path.join(root, name))
-            fsync_path(root)
-    else:
-        fsync_path(path)
-
-
-def data_files(path):
-    """Files of a backup's data (a file, or every file under a directory), sorted, as absolute paths."""
-    if os.path.isdir(path):
-        found = []
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            found.extend(os.path.join(root, name) for name in sorted(files))
-        return found
-    return [path]
-
-
-def listing_digest(entries):
-    """sha256 of a multi-file backup: over `sha256  relative/path` lines, sorted by path (sha256sum style)."""
-    lines = "".join("%s  %s\n" % (e["sha256"], e["path"]) for e in sorted(entries, key=lambda e: e["path"]))
-    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
-
-
-def write_atomic(path, data):
-    """Write bytes to path through path.tmp: fsync, rename, fsync the directory."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    fsync_path(os.path.dirname(path) or ".")
-
-
-def safe_file_part(text):
-    """A database name as it may appear in a file name."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "_"
-
-
-DATA_SUFFIX = {"custom": ".dump", "directory": ".dir", "archive": ".archive.gz"}
-PARTIAL_SUFFIX = ".partial"
-MANIFEST_SUFFIX = ".manifest.json"
-LATEST_MARKER = ".latest"
-MARKER = re.compile(r"^\.[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
-
-
-def marker_path(directory, marker):
-    """A marker file (.latest, .pre-migration-<run>) of a backup directory; it holds a backup name."""
-    if not MARKER.match(marker or "") or marker.endswith(".tmp"):
-        raise ValueError("invalid marker name %r (a dot, then letters, digits, dot, dash, underscore)" % marker)
-    return os.path.join(directory, marker)
-MANIFEST_VERSION = 1
-
-
-def backup_paths(directory, name, fmt):
-    """Where a backup's pieces live: <name>.dump|.dir|.archive.gz, its .partial, <name>.manifest.json."""
-    data = os.path.join(directory, name + DATA_SUFFIX[fmt])
-    return {"data": data, "partial": data + PARTIAL_SUFFIX,
-            "manifest": os.path.join(directory, name + MANIFEST_SUFFIX)}
-
-
-# ==== end of shared block: files ====
 
 MIN_TOOLS = (100, 3, 0)  # --config appeared in MongoDB Database Tools 100.3.0
 
