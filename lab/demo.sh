@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 RUNBOOK=.venv/bin/runbook
 INV=inventories/lab/hosts.yml
 
+# the lab is shared with test sessions and benchmarks, which reset it: wait for them (as they wait for us)
+lockdir=${RUNBOOK_LAB_DIR:-/var/lib/runbook-lab}
+if [ -d "$lockdir" ] && command -v flock >/dev/null; then
+  exec 9>>"$lockdir/in-use.lock"
+  flock -n 9 || { echo "== the lab is in use by a test session; waiting for it"; flock 9; }
+fi
+
 echo "== resetting the lab to its initial state"
 $RUNBOOK lab reset >/dev/null || exit 3
 echo "== deploy v1 (healthy)"

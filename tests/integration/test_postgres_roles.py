@@ -476,11 +476,14 @@ def run(tag, after=None, delay=None):
             time.sleep(0.0005)
         time.sleep(delay)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)   # the module and its pg_dump / pg_restore children
-            killed = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)   # the module and its pg_dump / pg_restore children
+            except ProcessLookupError:
+                pass
     out = proc.stdout.read().decode()
     err = proc.stderr.read().decode()
     proc.wait()
+    killed = proc.returncode == -signal.SIGKILL   # it may have finished just before the signal: not a kill
     marks = marks_of(phase_file, started)
     return {"after": after, "delay": delay, "killed": killed, "rc": proc.returncode,
             "phase": marks[-1][0] if marks else "start", "marks": dict(marks), "err": err[-300:]}
@@ -490,7 +493,7 @@ assert calib["rc"] == 0, calib
 m = calib["marks"]
 kills = []
 attempt = 0
-while sum(1 for k in kills if k["killed"]) < cfg["kills"] and attempt < cfg["kills"] * 2:
+while sum(1 for k in kills if k["killed"]) < cfg["kills"] and attempt < cfg["kills"] * 4:
     attempt += 1
     window = attempt % 4
     if window == 0:    # anywhere, from the start
@@ -632,10 +635,13 @@ def restore(stamp, delay=None, at_swap=False):
                 saw_swap = restored and any("psql" in c and "dbname='postgres'" in c for c in lines)
         time.sleep(delay)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            killed = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     proc.wait()
+    killed = proc.returncode == -signal.SIGKILL   # it may have finished just before the signal: not a kill
     return {"delay": delay, "at_swap": at_swap, "saw_swap": saw_swap, "killed": killed, "rc": proc.returncode,
             "elapsed": time.monotonic() - t0, "err": err[-300:]}
 
