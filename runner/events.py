@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from runner.durations import parse_time
 from runner.model import Step
 from runner.render import BOOKKEEPING_TASKS, RECORD_TASK, play_name
 
@@ -47,16 +48,6 @@ class HostStepResult:
         data.pop("role_skipped")
         data.pop("failures")
         return data
-
-
-def _ts(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _message(res: Any) -> str:
@@ -124,8 +115,8 @@ class EventCollector:
             result = HostStepResult(step_id=step.id, phase=step.phase, host=str(host))
             self.results[key] = result
             self.order.append(key)
-        start, end = _ts(data.get("start")), _ts(data.get("end"))
-        created = _ts(event.get("created"))
+        start, end = parse_time(data.get("start")), parse_time(data.get("end"))
+        created = parse_time(event.get("created"))
         start = start or created
         end = end or created
         if start and (not result.started or start.isoformat() < result.started):

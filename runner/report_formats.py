@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import jinja2
 
-from runner.durations import format_seconds
+from runner.durations import format_seconds, parse_time
 
 HTML_NAME = "report.html"
 JUNIT_NAME = "junit.xml"
@@ -44,17 +44,6 @@ _HTML.filters["duration"] = lambda value: format_seconds(float(value or 0))
 
 # XML 1.0 forbids most control characters, which a failing command's stderr may contain.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 timestamp from a report (offset-aware); None when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def rolled_back_to(report: dict[str, Any]) -> str:
