@@ -62,9 +62,12 @@ def render(
     roles_paths: list[Path] | None = None,
     params: ResolvedParams | None = None,
 ) -> RenderedProject:
+    roles_paths = roles_paths or roles_search_path()
+    if params is not None:
+        ensure_resolved_options(runbook, params.values, roles_paths)
     project = render_project(
         runbook,
-        roles_paths or roles_search_path(),
+        roles_paths,
         params.values if params is not None else None,
         params.secret_names if params is not None else frozenset(),
     )

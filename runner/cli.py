@@ -16,7 +16,6 @@ from runner.params import ResolvedParams
 from runner.progress import choose as progress_for
 from runner.progress import one_line
 from runner.runflow import RunOptions, is_tty
-from runner.typecheck import ensure_resolved_options
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -44,7 +43,6 @@ def _load_with_params(args: argparse.Namespace) -> tuple[Runbook, ResolvedParams
     roles = api.roles_search_path(args.roles_path)
     runbook = api.load(args.runbook, roles)
     params = api.resolve_params(runbook, args.param, args.params_file)
-    ensure_resolved_options(runbook, params.values, roles)
     return runbook, params, roles
 
 
