@@ -122,10 +122,8 @@ def plan(
 
 def run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunResult:
     ensure_resolved_options(runbook, params.values, options.roles_paths)
-    empty = [
-        s.id for s in runbook.steps if not resolve_hosts(options.inventory, [s.hosts], options.limit)[s.hosts]
-    ]
-    if len(empty) == len(runbook.steps):
+    resolved = resolve_hosts(options.inventory, sorted({s.hosts for s in runbook.steps}), options.limit)
+    if not any(resolved.values()):
         raise InvalidInput(
             f"error: no host in {options.inventory} matches any step's hosts "
             f"({', '.join(sorted({s.hosts for s in runbook.steps}))})"
