@@ -280,16 +280,34 @@ def test_backup_damage_restore_by_swap(scratch: Any, tmp_path: Path) -> None:
     assert outs["rows_before"] == {"public.orders": 667}
     assert outs["rows_after"] == {"public.orders": 1000, "public.wallet": 100}
     assert all(check["ok"] for check in outs["checks"]) and {c["name"] for c in outs["checks"]} >= {
-        "sha256", "decode", "rows", "rows public.orders", "rows public.wallet",
+        "sha256", "decode", "rows public.orders", "rows public.wallet",
     }  # fmt: skip
     assert "by swap" in outs["restored"]
     previous = outs["previous_database"]
+    # the safety copy is the replaced database itself, kept whole: it holds the damaged state
     assert previous.startswith(f"{db}__pre_") and checksums(previous) == damaged
+    assert outs["safety_copy"] == {"kind": "database", "name": previous}
     assert databases(f"{db}__restore_") == []
-    # the safety backup holds the damaged state, and never became .latest
-    assert "-safety-" in outs["backup"]["name"]
-    assert read_host_json(outs["backup"]["manifest"])["tables"] == {"public.orders": 667}
+    # the backup was decoded once, by the restore itself (no pre-restore pg_restore, no safety dump)
+    names = [t["task"]["name"] for t in result.tasks]
+    assert not any(n.startswith("Dump the current state") for n in names)
+    assert "-safety-" not in ssh_ok(f"ls {BACKUPS}/{db}")
     assert ssh_ok(f"cat {BACKUPS}/{db}/.latest").strip() == out["name"]
+
+    # safety_copy: dump takes a verified safety backup first even in swap mode; it never becomes .latest
+    damage(db)
+    result = restore(tmp_path, db, mode="swap", safety_copy="dump", decode="before")
+    assert result.ok, result.failure
+    assert checksums(db) == good
+    outs = result.outputs
+    assert "-safety-" in outs["backup"]["name"] and outs["safety_copy"]["kind"] == "backup"
+    assert read_host_json(outs["backup"]["manifest"])["tables"] == {"public.orders": 667}
+    assert outs["rows_before"] == {"public.orders": 667}
+    assert {c["name"] for c in outs["checks"]} >= {"decode", "rows"}
+    assert ssh_ok(f"cat {BACKUPS}/{db}/.latest").strip() == out["name"]
+    for name in databases(f"{db}__pre_"):
+        if name != previous:
+            drop_database(name)
 
     # revert puts the replaced database back (undo of the swap)
     result = restore(tmp_path, db, mode="revert", previous_database=previous)
@@ -430,20 +448,20 @@ PIPELINE = """
 import json, os, sys, time
 cfg = json.loads(sys.stdin.read())
 sys.path.insert(0, cfg["mods"])
-import pg_dump_partial, backup_verify, backup_finalize
+import pg_dump_partial, backup_finalize
 def phase(name):
     with open(cfg["phase_file"], "a") as handle:
         handle.write("%s %.6f\\n" % (name, time.time()))
-# the same sequence as roles/postgres_backup: dump.yml -> verify.yml -> finalize.yml
+# the same sequence as roles/postgres_backup: dump.yml (pg_dump + full decode) -> finalize.yml
+fmt = cfg.get("format", "custom")
 phase("dump")
-dump = pg_dump_partial.run(dict(database=cfg["database"], dir=cfg["dir"], **cfg["conn"]))
-phase("verify")
-decoded = backup_verify.verify(dict(path=dump["partial"], kind="postgres"))
+dump = pg_dump_partial.run(dict(database=cfg["database"], dir=cfg["dir"], format=fmt, jobs=2, verify=True,
+                                **cfg["conn"]))
 phase("finalize")
 meta = dict((k, dump[k]) for k in ("started", "server_version", "server_version_num", "tools", "compression",
                                    "database_properties"))
-meta["tables"] = decoded["tables"]
-final = backup_finalize.finalize(dict(dir=cfg["dir"], name=dump["name"], kind="postgres", format="custom",
+meta["tables"] = dump["tables"]
+final = backup_finalize.finalize(dict(dir=cfg["dir"], name=dump["name"], kind="postgres", format=fmt,
                                       database=cfg["database"], metadata=meta))
 phase("done")
 print(json.dumps(final["backup"]))
@@ -461,10 +479,10 @@ def marks_of(phase_file, started):
         return []
     return [(p, round(float(t) - started, 4)) for p, t in (line.split() for line in lines if line.count(" ") == 1)]
 
-def run(tag, after=None, delay=None):
+def run(tag, after=None, delay=None, fmt="custom"):
     \"\"\"Start one backup; kill it `delay` seconds after it reaches phase `after` (or after starting).\"\"\"
     phase_file = "%s/phase-%s" % (cfg["tmp"], tag)
-    job = dict(cfg["job"], phase_file=phase_file)
+    job = dict(cfg["job"], phase_file=phase_file, format=fmt)
     started = time.time()
     proc = subprocess.Popen([sys.executable, cfg["pipeline"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
@@ -485,26 +503,28 @@ def run(tag, after=None, delay=None):
     proc.wait()
     killed = proc.returncode == -signal.SIGKILL   # it may have finished just before the signal: not a kill
     marks = marks_of(phase_file, started)
-    return {"after": after, "delay": delay, "killed": killed, "rc": proc.returncode,
+    return {"after": after, "delay": delay, "format": fmt, "killed": killed, "rc": proc.returncode,
             "phase": marks[-1][0] if marks else "start", "marks": dict(marks), "err": err[-300:]}
 
-calib = run("calibration")
-assert calib["rc"] == 0, calib
-m = calib["marks"]
+marks = {}
+for fmt in ("custom", "directory"):
+    calib = run("calibration-" + fmt, fmt=fmt)
+    assert calib["rc"] == 0, calib
+    marks[fmt] = calib["marks"]
 kills = []
 attempt = 0
 while sum(1 for k in kills if k["killed"]) < cfg["kills"] and attempt < cfg["kills"] * 4:
     attempt += 1
-    window = attempt % 4
+    fmt = ("custom", "directory")[(attempt // 3) % 2]  # pg_restore decode after the dump / follower during it
+    m = marks[fmt]
+    window = attempt % 3
     if window == 0:    # anywhere, from the start
-        kills.append(run(attempt, None, rng.uniform(0, m["done"] * 1.05)))
-    elif window == 1:  # while pg_dump writes the .partial
-        kills.append(run(attempt, "dump", rng.uniform(0, m["verify"] - m["dump"])))
-    elif window == 2:  # while pg_restore decodes it in full
-        kills.append(run(attempt, "verify", rng.uniform(0, m["finalize"] - m["verify"])))
+        kills.append(run(attempt, None, rng.uniform(0, m["done"] * 1.05), fmt))
+    elif window == 1:  # while pg_dump writes the .partial and it is decoded
+        kills.append(run(attempt, "dump", rng.uniform(0, m["finalize"] - m["dump"]), fmt))
     else:              # during finalize: fsync, sha256, rename, manifest, .latest
-        kills.append(run(attempt, "finalize", rng.uniform(0, (m["done"] - m["finalize"]) * 1.2)))
-print(json.dumps({"calibration": calib, "kills": kills}))
+        kills.append(run(attempt, "finalize", rng.uniform(0, (m["done"] - m["finalize"]) * 1.2), fmt))
+print(json.dumps({"calibration": marks, "kills": kills}))
 """
 
 INSPECT = """
@@ -559,9 +579,10 @@ def test_backup_killed_at_random_moments_never_looks_complete(scratch: Any, tmp_
     assert len(kills) >= 50
     assert all(k["rc"] == -9 for k in kills)
     phases = Counter(k["phase"] for k in kills)
-    print(f"\nbackup kill test: {len(kills)} SIGKILLs, by phase reached: {dict(phases)}; "
-          f"calibration run {result['calibration']['marks']}")  # fmt: skip
-    assert phases["dump"] > 0 and phases["verify"] + phases["finalize"] > 0
+    formats = Counter(k["format"] for k in kills)
+    print(f"\nbackup kill test: {len(kills)} SIGKILLs, by phase reached: {dict(phases)}, by format: "
+          f"{dict(formats)}; calibration runs {result['calibration']}")  # fmt: skip
+    assert phases["dump"] > 0 and phases["finalize"] > 0 and min(formats.values()) > 0
 
     state = host_python(INSPECT, {"mods": mods, "dir": directory, "database": db})
     # every backup that has a manifest is whole; everything else is refused as incomplete

@@ -57,8 +57,6 @@ tables: {description: Row counts per table found by decoding (PostgreSQL)., retu
 import gzip
 import json
 import os
-import subprocess
-import tempfile
 import zlib
 
 try:
@@ -69,7 +67,8 @@ except ImportError:  # imported as a plain library on a host (drills, tests): st
 from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
     CHUNK, DATA_SUFFIX, LATEST_MARKER, MANIFEST_SUFFIX, PARTIAL_SUFFIX, data_files, marker_path, sha256_file,
 )
-from ansible_collections.runbook.ops.plugins.module_utils.pg_common import display_name, parse_qualified, tail
+from ansible_collections.runbook.ops.plugins.module_utils.pg_decode import DecodeError, decode_postgres
+from ansible_collections.runbook.ops.plugins.module_utils.pg_common import display_name, parse_qualified
 
 
 MONGO_ARCHIVE_MAGIC = b"\x6d\xe2\x99\x81"  # 0x8199e26d little-endian, first bytes of a mongodump archive
@@ -80,83 +79,6 @@ class Refused(Exception):
         Exception.__init__(self, "%s check failed: %s" % (check, detail))
         self.check = check
         self.detail = detail
-
-
-def _data_header(line):
-    """TOC comment before each section of pg_restore's script: '-- Data for Name: ...; Type: TABLE DATA; ...'."""
-    return line.startswith(b"-- Data for Name: ") and b"; Type: TABLE DATA;" in line
-
-
-def copy_table(line):
-    """'COPY public.orders (id, x) FROM stdin;' -> 'public.orders' (display form)."""
-    text = line.decode("utf-8", "replace").rstrip("\n")
-    if not (text.startswith("COPY ") and text.endswith(" FROM stdin;")):
-        return None
-    body = text[5:-len(" FROM stdin;")]
-    # the qualified name ends at the column list ' (' that is outside quotes, or at the end
-    i, in_quote = 0, False
-    while i < len(body):
-        ch = body[i]
-        if ch == '"':
-            in_quote = not in_quote
-        elif ch == " " and not in_quote:
-            break
-        i += 1
-    schema, name = parse_qualified(body[:i])
-    return display_name(schema, name)
-
-
-def count_copy_rows(stream):
-    """Row counts per table from a pg_restore plain-text stream (one COPY line per row).
-
-    Only a COPY right after a 'TABLE DATA' section header counts, so SQL text that merely looks like
-    COPY (in a function body) is not mistaken for data."""
-    tables, current, armed = {}, None, False
-    for line in stream:
-        if current is not None:
-            if line in (b"\\.\n", b"\\."):
-                current = None
-            else:
-                tables[current] += 1
-        elif line.startswith(b"-- "):
-            if _data_header(line):
-                armed = True
-            elif line.startswith(b"-- Name: "):
-                armed = False
-        elif armed and line.startswith(b"COPY "):
-            table = copy_table(line)
-            if table is not None:
-                tables.setdefault(table, 0)
-                current, armed = table, False
-    if current is not None:
-        raise Refused("decode", "the data of %s ends in the middle of its rows" % current)
-    return tables
-
-
-def decode_postgres(path, bin_dir=""):
-    """Decode every byte of a pg_dump archive (pg_restore to a script, read to the end); row counts per table."""
-    tool = os.path.join(bin_dir, "pg_restore") if bin_dir else "pg_restore"
-    env = dict(os.environ, LC_ALL="C")
-    with tempfile.TemporaryFile() as errfile:
-        try:
-            proc = subprocess.Popen([tool, "-f", "-", path], stdout=subprocess.PIPE, stderr=errfile,
-                                    stdin=subprocess.DEVNULL, env=env)
-        except OSError as exc:
-            raise Refused("decode", "cannot run pg_restore: %s" % exc)
-        try:
-            tables = count_copy_rows(proc.stdout)
-        except Refused:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            proc.stdout.close()
-        rc = proc.wait()
-        errfile.seek(0)
-        err = errfile.read().decode("utf-8", "replace")
-    if rc != 0:
-        raise Refused("decode", "pg_restore cannot read %s (exit %d): %s" % (path, rc, tail(err, 4)))
-    return tables
 
 
 def decode_mongo_archive(path):
@@ -307,9 +229,16 @@ def verify(params):
         raise
 
 
+def _decoded(path, bin_dir):
+    try:
+        return decode_postgres(path, bin_dir)
+    except DecodeError as exc:
+        raise Refused("decode", str(exc))
+
+
 def _decode_checks(params, kind, manifest, data_path, result, passed):
     if kind == "postgres":
-        tables = decode_postgres(data_path, params.get("bin_dir") or "")
+        tables = _decoded(data_path, params.get("bin_dir") or "")
         result["tables"] = tables
         passed("decode", "pg_restore read all of it (%d tables)" % len(tables))
         recorded = manifest.get("tables")
@@ -334,7 +263,7 @@ def _verify_raw(params, kind, result, passed):
         raise Refused("size", "%s is empty" % path)
     passed("found", path)
     if kind == "postgres":
-        result["tables"] = decode_postgres(path, params.get("bin_dir") or "")
+        result["tables"] = _decoded(path, params.get("bin_dir") or "")
         passed("decode", "pg_restore read all of it (%d tables)" % len(result["tables"]))
     else:
         decode_mongo_archive(path)

@@ -14,8 +14,13 @@ module: pg_dump_partial
 short_description: Dump a PostgreSQL database into a .partial file or directory, fsynced
 description:
   - Runs C(pg_dump) in custom (C(-Fc)) or directory (C(-Fd -j N)) format into C(<dir>/<name>.dump.partial)
-    (or C(<name>.dir.partial)), then fsyncs it. Nothing is called a backup yet; M(runbook.ops.backup_verify)
-    decodes it and M(runbook.ops.backup_finalize) renames it, writes the manifest and moves C(.latest).
+    (or C(<name>.dir.partial)), then fsyncs it. Nothing is called a backup yet; M(runbook.ops.backup_finalize)
+    renames it, writes the manifest and moves C(.latest).
+  - With O(verify), decodes all of the dump and counts the rows of every table (returned as C(tables)). In
+    directory format every data file is decompressed while pg_dump is still writing it (the gzip CRC and length
+    of each file are checked at its end) and C(pg_restore --list) then names the table of each file, so the
+    decode is done seconds after the dump; the custom format is decoded afterwards by C(pg_restore -f -).
+    A dump that does not decode fails the module and its C(.partial) is removed.
   - Probes first (tool and server versions, database properties); in check mode it only probes and says what
     it would run.
   - The password reaches libpq through an in-memory password file (memfd), never argv or the environment.
@@ -36,6 +41,7 @@ options:
     type: str
     default: auto
   lock_wait_timeout: {description: pg_dump --lock-wait-timeout (empty waits forever)., type: str, default: ""}
+  verify: {description: Decode all of the dump and count the rows of every table (returned as C(tables))., type: bool, default: false}
   remove_stale_partials: {description: Remove leftovers of interrupted backups of this database first., type: bool, default: true}
   login_host: {description: Server host or socket directory (empty - libpq default)., type: str, default: ""}
   login_port: {description: Server port., type: int, default: 5432}
@@ -67,6 +73,8 @@ tools: {description: Client tool versions (pg_dump, pg_restore)., returned: alwa
 database_properties: {description: Encoding, collation, ctype and owner of the database., returned: always, type: dict}
 started: {description: UTC start time (ISO 8601)., returned: always, type: str}
 dump_s: {description: Seconds pg_dump took., returned: success, type: float}
+tables: {description: Rows per table found by decoding the dump., returned: with verify, type: dict}
+decode: {description: "How the dump was decoded (C(followed) while dumping, or C(pg_restore)) and the seconds it added after pg_dump.", returned: with verify, type: dict}
 removed_partials: {description: Leftovers of interrupted backups that were removed., returned: always, type: list}
 command: {description: The pg_dump argv (no secrets in it)., returned: always, type: list}
 """
@@ -76,6 +84,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 
 try:
@@ -88,6 +97,9 @@ from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_common import (
     PgClient, PgError, tail, tool_major, utc_iso, utc_stamp,
+)
+from ansible_collections.runbook.ops.plugins.module_utils.pg_decode import (
+    DecodeError, DirectoryFollower, decode_postgres, followed_tables, wait_and_follow,
 )
 
 
@@ -209,20 +221,63 @@ def run(params, check_mode=False):
     if any(os.path.lexists(p) for p in paths.values()):
         raise ValueError("backup %s already exists in %s" % (name, directory))
     t0 = time.time()
-    proc = client.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    verify = bool(params.get("verify"))
+    follower = DirectoryFollower(paths["partial"]) if verify and fmt == "directory" else None
+    with tempfile.TemporaryFile() as errfile:
+        proc = client.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errfile)
+        try:
+            if follower is not None:
+                follower.start()
+                rc = wait_and_follow(proc, follower)
+            else:
+                rc = proc.wait()
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if follower is not None:
+                follower.stop()
+            raise
+        finally:
+            client.close_secret(proc)
+        errfile.seek(0)
+        err = errfile.read().decode("utf-8", "replace")
     try:
-        out, err = proc.communicate()
-    finally:
-        client.close_secret(proc)
-    if proc.returncode != 0:
+        if rc != 0:
+            if follower is not None and follower.error is not None:
+                raise DecodeError(str(follower.error))
+            raise PgError("pg_dump of %s failed (exit %d): %s" % (database, rc, tail(err)))
+        result["dump_s"] = round(time.time() - t0, 3)
+        if verify:
+            result["tables"], result["decode"] = decode_dump(paths["partial"], fmt, follower, params.get("bin_dir") or "")
+    except (PgError, DecodeError) as exc:
+        if follower is not None:
+            follower.stop()
         if os.path.lexists(paths["partial"]):
             remove_path(paths["partial"])
-        raise PgError("pg_dump of %s failed (exit %d): %s" % (database, proc.returncode, tail(err.decode("utf-8", "replace"))))
+        if isinstance(exc, DecodeError):
+            raise PgError("the dump of %s does not decode: %s" % (database, exc))
+        raise
     fsync_tree(paths["partial"])
     fsync_path(directory)
-    result["dump_s"] = round(time.time() - t0, 3)
-    result["msg"] = "dumped %s into %s in %.1fs" % (database, paths["partial"], result["dump_s"])
+    result["msg"] = "dumped %s into %s in %.1fs%s" % (
+        database, paths["partial"], result["dump_s"],
+        (", decoded in full (%d tables, %d rows)" % (len(result["tables"]), sum(result["tables"].values())))
+        if verify else "")
     return result
+
+
+def decode_dump(partial, fmt, follower, bin_dir):
+    """Row counts per table and how they were found; a directory dump followed while it was written is
+    mapped to its tables through the TOC, anything else is decoded by pg_restore."""
+    t0 = time.time()
+    tables, how = None, "pg_restore"
+    if follower is not None:
+        tables = followed_tables(partial, follower.finish(), bin_dir)
+        how = "followed"
+    if tables is None:
+        tables, how = decode_postgres(partial, bin_dir), "pg_restore"
+    return tables, {"method": how, "after_dump_s": round(time.time() - t0, 3)}
 
 
 def main():
@@ -236,6 +291,7 @@ def main():
             jobs=dict(type="int", default=2),
             compression=dict(type="str", default="auto"),
             lock_wait_timeout=dict(type="str", default=""),
+            verify=dict(type="bool", default=False),
             remove_stale_partials=dict(type="bool", default=True),
             login_host=dict(type="str", default=""),
             login_port=dict(type="int", default=5432),

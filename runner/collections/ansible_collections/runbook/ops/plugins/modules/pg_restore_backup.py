@@ -38,6 +38,12 @@ options:
   tables: {description: Tables to restore in mode C(tables) (C(orders) or C(schema.orders))., type: list, elements: str, default: []}
   jobs: {description: Parallel pg_restore jobs (swap and in_place)., type: int, default: 2}
   keep_previous: {description: Keep the replaced database as C(<db>__pre_<stamp>) after a swap., type: bool, default: true}
+  count_before:
+    description:
+      - Count the rows of every table of the live database before it is replaced (returned as C(rows_before)).
+        In mode C(swap) the count runs while pg_restore fills the temporary database, in one snapshot.
+    type: bool
+    default: false
   terminate_connections: {description: Terminate sessions on the live database for the swap., type: bool, default: true}
   swap_attempts: {description: Times the swap is tried when new sessions race it., type: int, default: 5}
   lock_timeout: {description: lock_timeout for the swap and the table restore transaction., type: str, default: 10s}
@@ -70,6 +76,7 @@ RETURN = r"""
 restored: {description: What was restored, in one sentence., returned: success, type: str}
 live_touched: {description: Whether the live database was changed (also on failure)., returned: always, type: bool}
 rows_after: {description: Table -> rows in the live database after the restore., returned: success, type: dict}
+rows_before: {description: Table -> rows in the live database before the restore., returned: with count_before, type: dict}
 row_check: {description: "List of {table, expected, actual, ok}.", returned: when checked, type: list}
 checks: {description: "The row checks as {name, ok, detail} (the report's verification form).", returned: when checked, type: list}
 temp_database: {description: Temporary database used by a swap., returned: swap, type: str}
@@ -82,6 +89,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import threading
 import time
 
 try:
@@ -258,6 +266,34 @@ class Restorer(object):
         self.result.setdefault("commands", []).append(argv)
         self.client.run(argv, what="pg_restore into %s" % database)
 
+    def count_live_in_background(self):
+        """With count_before, count the live database's rows in a thread (the restore does not touch it)."""
+        if not (self.p.get("count_before") and self.live_exists):
+            return None
+        box = {}
+
+        def count():
+            try:
+                box["rows"] = count_rows(self.client, self.db)
+            except PgError as exc:
+                box["error"] = str(exc)
+
+        thread = threading.Thread(target=count, name="count-live")
+        thread.daemon = True
+        thread.start()
+        return thread, box
+
+    def collect_before(self, started):
+        if started is None:
+            if self.p.get("count_before"):
+                self.result["rows_before"] = {}
+            return
+        thread, box = started
+        thread.join()
+        if "error" in box:
+            raise RestoreFailed("row count of the live database %s failed: %s" % (self.db, box["error"]))
+        self.result["rows_before"] = box["rows"]
+
     def need_path(self):
         if not self.p.get("path"):
             raise RestoreFailed("no backup path given")
@@ -308,12 +344,20 @@ class Restorer(object):
             self.admin("".join(drop_sql(d, self.server_num) for d in stale), "drop of stale temporary databases")
             self.result["dropped"] = stale
         self.admin(create_sql(temp, self.props, self.owner_ok), "CREATE DATABASE %s" % temp)
+        before = self.count_live_in_background()
         try:
-            self.pg_restore(temp, single_transaction=False)
+            try:
+                self.pg_restore(temp, single_transaction=False)
+            except PgError as exc:
+                raise RestoreFailed("decode check failed: the backup does not restore into the temporary database "
+                                    "(%s); the live database %s was not touched" % (exc, self.db))
+            self.collect_before(before)
             actual = count_rows(self.client, temp)
             checks = row_check(self.expected, actual) if self.expected else []
             self.result["row_check"] = checks
-            self.result["checks"] = as_checks(checks)
+            decoded = {"name": "decode", "ok": True,
+                       "detail": "pg_restore read all of %s into %s" % (os.path.basename(self.p["path"]), temp)}
+            self.result["checks"] = [decoded] + as_checks(checks)
             if any(not c["ok"] for c in checks):
                 raise RestoreFailed("row count check failed in %s: %s" % (temp, check_message(checks)))
             self.do_swap(temp, previous)
@@ -506,6 +550,7 @@ def main():
             tables=dict(type="list", elements="str", default=[]),
             jobs=dict(type="int", default=2),
             keep_previous=dict(type="bool", default=True),
+            count_before=dict(type="bool", default=False),
             terminate_connections=dict(type="bool", default=True),
             swap_attempts=dict(type="int", default=5),
             lock_timeout=dict(type="str", default="10s"),
