@@ -8,22 +8,21 @@ at the end with everything the benchmark wrote.
 
 Backup, alternated (A B, B A, ...), N times each:
 - runbook: `runbook run runbooks/postgres-backup.yml -i inventories/lab/hosts.yml -p database=bench
-  -p format=directory -p jobs=2` (pg_dump -Fd -j2 into a .partial, fsync, full decode with row counts, sha256 of
-  every file, manifest, .latest);
+  -p format=directory -p jobs=2` (pg_dump -Fd -j2 into a .partial, every data file decompressed and its rows
+  counted while pg_dump writes it, the TOC read, fsync, rename, sha256 of every file, manifest, .latest);
 - raw: `pg_dump -Fd -j2 -f DIR bench` over ssh on the db host (same server, same connection: TCP to 127.0.10.21
   as lab; PostgreSQL 15's pg_dump compresses with gzip by default, and so does the role on 15; pg_dump fsyncs its
   output itself).
 Restore, alternated, N times each, from the runbook's latest backup (the same archive for both):
-- runbook: `runbook run runbooks/postgres-restore.yml ... -p database=bench --yes` (mode swap: verify the backup -
-  sha256, full decode, row counts - in the check step and again in the restore step, count the live rows, a safety
-  backup of the live database (pg_dump -Fc, decode, sha256, manifest), pg_restore -j2 into a temporary database,
-  row count check, rename swap, count the rows again);
+- runbook: `runbook run runbooks/postgres-restore.yml ... -p database=bench --yes` (mode swap: the check step
+  verifies manifest, sizes and sha256; the restore step checks them again, pg_restore -j2 into a temporary
+  database - the full decode - while the live rows are counted, row counts against the manifest, rename swap;
+  the replaced database is kept as the safety copy);
 - raw: `createdb` + `pg_restore -j2 -d` into a fresh database, over ssh on the db host.
 Before every timed run (both contenders alike): leftovers dropped/removed, CHECKPOINT and sync.
 
 Goal (the issue's): runbook <= 1.10x raw for each. Reported: medians, ratios, sizes, and where the runbook's time
-goes (task durations from ansible-runner's job events), with ratios excluding the verification (sha256, full decode
-and row counts) and the safety backup, plus what-if timings of faster verification measured on the same host.
+goes (task durations from ansible-runner's job events).
 """
 
 from __future__ import annotations
@@ -65,12 +64,11 @@ from runner.paths import PRODUCT_ROOT
 NAME = "postgres_backup_restore"
 USES_LAB = True
 GOAL_RATIO = 1.10
+DEFAULT_SCALE = 70
 MIN_DB_BYTES = 1_000_000_000
 DB = "bench"
 RAW_DB = "bench_raw"
-# The roles' default directory, passed explicitly: with ansible-core 2.19 the runbooks' default backup_dir ""
-# (rendered `!unsafe ''`) reaches the role as None and `| length` fails (see docs/benchmarks.md).
-PRODUCT_DIR = f"/var/backups/runbook/postgres/{DB}"
+PRODUCT_DIR = f"/var/backups/runbook/postgres/{DB}"  # the roles' default directory for database bench
 RAW_DIR = "/var/backups/bench-raw"
 BACKUP = PRODUCT_ROOT / "runbooks" / "postgres-backup.yml"
 RESTORE = PRODUCT_ROOT / "runbooks" / "postgres-restore.yml"
@@ -79,28 +77,15 @@ TIME_MARK = "@@elapsed "
 
 # Task names of the roles (roles/postgres_backup, roles/postgres_restore) -> what they are, for the profile.
 BACKUP_TASKS = {
-    "Dump the database with pg_dump into a .partial (fsynced)": "pg_dump -Fd -j2 into .partial + fsync",
-    "Decode all of the .partial with pg_restore and count the rows of every table": "verify: full decode + row counts",
+    "Dump the database with pg_dump into a .partial, decode all of it": "pg_dump -Fd -j2 + full decode (concurrent)",
     "Rename the .partial, write the manifest last, then move the marker": "finalize: sha256 of every file + manifest",
 }
 RESTORE_TASKS = {
     "Verify the backup (manifest, database, sizes, sha256, full decode, row counts) before touching anything": (
-        "verify: sha256 + full decode + row counts"
+        "verify: manifest, sizes, sha256"
     ),
-    "Count the rows of every table of the live database (before)": "row counts of the live database (before)",
-    "Dump the current state into a .partial (safety backup)": "safety backup: pg_dump -Fc",
-    "Decode all of the safety backup": "safety backup: full decode + row counts",
-    "Finalize the safety backup (manifest; it never becomes .latest)": "safety backup: sha256 + manifest",
-    "Restore the database": "pg_restore -j2 into a temp database + row counts + swap",
-    "Count the rows of every table of the live database (after)": "row counts of the live database (after)",
+    "Restore the database": "pg_restore -j2 into a temp database (the decode) + live counts + row check + swap",
 }
-# What "verification" is when it is left out of a ratio: the sha256 and full decode (with its row counts) of a
-# backup - the verify tasks, the safety backup's decode and, in a backup, the sha256 part of finalize (measured
-# apart with sha256sum on the same files). The safety backup and the live row counts are left out one by one after.
-VERIFICATION = ("verify:", "safety backup: full decode")
-SAFETY = ("safety backup:",)
-LIVE_COUNTS = ("row counts of the live database",)
-SHA256_WHAT_IF = "sha256sum of every file of the backup"
 
 
 # -------------------------------------------------------------------------------------------- the db host
@@ -161,7 +146,7 @@ def categorize(run_dir: Path | None, names: dict[str, str]) -> dict[str, float]:
         if label.startswith("verify:") and task.play.startswith("Step check"):
             label += " (check step)"
         elif label.startswith("verify:") and task.play.startswith("Step restore"):
-            label += " (restore step, again)"
+            label += " (restore step)"
         out[label] = out.get(label, 0.0) + task.seconds
     return out
 
@@ -180,12 +165,6 @@ def product_run(
 def medians(rows: list[dict[str, float]]) -> dict[str, float]:
     keys = sorted({k for r in rows for k in r})
     return {k: round(statistics.median(r.get(k, 0.0) for r in rows), 3) for k in keys}
-
-
-def without(total: float | None, parts: dict[str, float], prefixes: tuple[str, ...]) -> float | None:
-    if total is None:
-        return None
-    return round(total - sum(v for k, v in parts.items() if k.startswith(prefixes)), 3)
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -215,11 +194,9 @@ def measure(scale: int, reps: int, progress: Callable[[str], None]) -> dict[str,
             progress(f"  {DB}: {size / 1e9:.2f} GB, {accounts} rows in pgbench_accounts")
             backup = backups(reps, env, progress)
             restore = restores(reps, env, progress)
-            data["what_if"] = what_if(progress)
-            sha256_s = float(data["what_if"].get(SHA256_WHAT_IF) or 0.0)
-            for kind, raw_data, sha in (("backup", backup, sha256_s), ("restore", restore, 0.0)):
+            for kind, raw_data in (("backup", backup), ("restore", restore)):
                 material = {k: raw_data.pop(k) for k in ("samples", "profiles", "raw_remote")}
-                data[kind] = summarize(material["samples"], material["profiles"], material["raw_remote"], sha)
+                data[kind] = summarize(material["samples"], material["profiles"], material["raw_remote"])
                 data[kind].update(raw_data)
         finally:
             progress("  dropping the bench databases and backups")
@@ -229,7 +206,7 @@ def measure(scale: int, reps: int, progress: Callable[[str], None]) -> dict[str,
 
 def backups(reps: int, env: dict[str, str], progress: Callable[[str], None]) -> dict[str, Any]:
     argv: list[str | Path] = [RUNBOOK, "run", BACKUP, "-i", LAB_INVENTORY, "-p", f"database={DB}"]
-    argv += ["-p", "format=directory", "-p", "jobs=2", "-p", f"backup_dir={PRODUCT_DIR}", "--json"]
+    argv += ["-p", "format=directory", "-p", "jobs=2", "--json"]
     raw_cmd = f"mkdir -p {RAW_DIR} && pg_dump -Fd -j2 -f {RAW_DIR}/d {DB}"
     samples: dict[str, list[float]] = {"runbook": [], "raw": []}
     raw_remote: list[float] = []
@@ -278,7 +255,7 @@ def restores(reps: int, env: dict[str, str], progress: Callable[[str], None]) ->
     source = db_sh(f"cat {PRODUCT_DIR}/.latest", what="latest backup").stdout.strip()
     path = f"{PRODUCT_DIR}/{source}.dir"
     argv: list[str | Path] = [RUNBOOK, "run", RESTORE, "-i", LAB_INVENTORY, "-p", f"database={DB}"]
-    argv += ["-p", "backup=latest", "-p", f"backup_dir={PRODUCT_DIR}", "--yes", "--json"]
+    argv += ["-p", "backup=latest", "--yes", "--json"]
     raw_cmd = f"createdb {RAW_DB} && pg_restore -j2 -d {RAW_DB} {path}"
     samples: dict[str, list[float]] = {"runbook": [], "raw": []}
     raw_remote: list[float] = []
@@ -319,85 +296,20 @@ def restores(reps: int, env: dict[str, str], progress: Callable[[str], None]) ->
 
 
 def summarize(
-    samples: dict[str, list[float]], profiles: list[dict[str, float]], raw_remote: list[float], sha256_s: float = 0.0
+    samples: dict[str, list[float]], profiles: list[dict[str, float]], raw_remote: list[float]
 ) -> dict[str, Any]:
-    """Medians, ratios, and the ratios without verification / the safety backup / the live row counts.
-
-    sha256_s: the sha256 part of a task that is otherwise kept (finalize of a backup), taken off as verification."""
+    """Medians, the ratio (and the median of the per-repetition ratios), and the runbook's parts."""
     rb, raw = summary(samples["runbook"]), summary(samples["raw"])
-    parts = medians(profiles)
-    raw_median = raw["median_s"]
-    rb_median = rb["median_s"]
-    excl_verification = without(rb_median, parts, VERIFICATION)
-    if excl_verification is not None:
-        excl_verification = round(excl_verification - sha256_s, 3)
-    excl_both = without(rb_median, parts, VERIFICATION + SAFETY)
-    excl_all = without(rb_median, parts, VERIFICATION + SAFETY + LIVE_COUNTS)
-    if excl_both is not None and excl_all is not None:
-        excl_both, excl_all = round(excl_both - sha256_s, 3), round(excl_all - sha256_s, 3)
+    ratio_median = ratio(rb["median_s"], raw["median_s"])
     return {
         "runbook": rb,
         "raw": raw,
         "raw_on_host_median_s": round(statistics.median(raw_remote), 3) if raw_remote else None,
-        "ratio": ratio(rb_median, raw_median),
+        "ratio": ratio_median,
         "paired_ratio": paired_ratios(samples["runbook"], samples["raw"]),
-        "met": (r := ratio(rb_median, raw_median)) is not None and r <= GOAL_RATIO,
-        "runbook_parts_median_s": parts,
-        "runbook_excluding_verification_s": excl_verification,
-        "ratio_excluding_verification": ratio(excl_verification, raw_median),
-        "runbook_excluding_verification_and_safety_backup_s": excl_both,
-        "ratio_excluding_verification_and_safety_backup": ratio(excl_both, raw_median),
-        "runbook_excluding_all_checks_s": excl_all,
-        "ratio_excluding_all_checks": ratio(excl_all, raw_median),
-        "sha256_subtracted_s": round(sha256_s, 3),
+        "met": ratio_median is not None and ratio_median <= GOAL_RATIO,
+        "runbook_parts_median_s": medians(profiles),
     }
-
-
-def what_if(progress: Callable[[str], None]) -> dict[str, Any]:
-    """Timings on the db host of the pieces of verification, and of faster ways to do the same work (once each).
-
-    The backup is the runbook's latest; the database is the live `bench`. Each command starts after a CHECKPOINT
-    and sync, and what it leaves is removed afterwards (untimed)."""
-    progress("  what-if timings on the db host")
-    source = db_sh(f"cat {PRODUCT_DIR}/.latest", what="latest backup").stdout.strip()
-    path = shlex.quote(f"{PRODUCT_DIR}/{source}.dir")
-    work = f"{RAW_DIR}/what-if"
-    scratch = f"{DB}_whatif"
-    cleanup = f"rm -rf {work}; dropdb --if-exists {scratch}"
-    commands = {
-        SHA256_WHAT_IF: f"sha256sum {path}/* >/dev/null",
-        "pg_restore -f /dev/null (decode only, no counting)": f"pg_restore -f /dev/null {path}",
-        "pg_restore -f - | wc -l (decode, lines counted in C)": f"pg_restore -f - {path} | wc -l >/dev/null",
-        "gzip -dc of each table file | wc -l, 2 in parallel": (
-            f"ls {path}/*.dat.gz | xargs -P2 -I{{}} sh -c 'gzip -dc {{}} | wc -l' >/dev/null"
-        ),
-        "count(*) of every table, one snapshot (a row count pass)": (
-            f"psql -X -q -d {DB} -c 'SELECT count(*) FROM pgbench_accounts' "
-            "-c 'SELECT count(*) FROM pgbench_branches' -c 'SELECT count(*) FROM pgbench_tellers' "
-            "-c 'SELECT count(*) FROM pgbench_history' >/dev/null"
-        ),
-        # backup: the dump and its full decode in one streaming pass instead of one after the other
-        "pg_dump -Fc -f FILE (one job)": f"mkdir -p {work} && pg_dump -Fc -f {work}/w.dump {DB}",
-        "pg_dump -Fc | tee FILE | pg_restore -f - | wc -l (dump + full decode, one pass)": (
-            f"mkdir -p {work} && pg_dump -Fc {DB} | tee {work}/w.dump | pg_restore -f - | wc -l >/dev/null"
-        ),
-        # restore: the safety backup overlapped with the restore into the temporary database (swap mode)
-        "createdb + pg_restore -j2 (alone)": f"createdb {scratch} && pg_restore -j2 -d {scratch} {path}",
-        "createdb + pg_restore -j2 with pg_dump -Fc of the live database alongside": (
-            f"mkdir -p {work} && {{ pg_dump -Fc -f {work}/safety.dump {DB} & }} && "
-            f"createdb {scratch} && pg_restore -j2 -d {scratch} {path} && wait"
-        ),
-        "pg_dump -Fd -j2 of the live database (a safety backup like the raw backup)": (
-            f"mkdir -p {work} && pg_dump -Fd -j2 -f {work}/safety.dir {DB}"
-        ),
-    }
-    out: dict[str, Any] = {}
-    for label, command in commands.items():
-        db_sh(f"{cleanup}\npsql -X -q -d postgres -c CHECKPOINT\nsync", what="before a what-if")
-        timed = db_sh(timed_remote(command), what=label)
-        out[label] = round(remote_elapsed(timed) or timed.seconds, 3)
-    db_sh(cleanup, what="after the what-ifs")
-    return out
 
 
 def profile_lines(part: dict[str, Any]) -> list[str]:
@@ -408,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.postgres_backup_restore", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_PG_SCALE") or 70))
+    parser.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_PG_SCALE") or DEFAULT_SCALE))
     parser.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_PG_REPS") or 5))
     args = parser.parse_args(argv)
     reps, scale = max(1, args.reps), max(1, args.scale)
@@ -424,25 +336,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     data["bench_wall_s"] = round(time.monotonic() - started, 1)
     if not data.get("database_at_least_1gb"):
         print(f"note: {DB} is {data['database_bytes'] / 1e9:.2f} GB, under 1 GB (scale {scale})", file=sys.stderr)
-    json_path = write_json(NAME, data)
+    name = NAME if scale == DEFAULT_SCALE else f"{NAME}_s{scale}"
+    json_path = write_json(name, data)
     size = f"{data['database_bytes'] / 1e9:.2f} GB database (pgbench -s {scale})"
     for kind in ("backup", "restore"):
         part = data[kind]
         rb, raw = part["runbook"]["median_s"], part["raw"]["median_s"]
-        details = [
-            f"{size}, directory format, 2 jobs, median of {reps} alternating runs each",
-            f"excluding verification {fmt_x(part['ratio_excluding_verification'])}",
-        ]
-        if kind == "restore":
-            both = part["ratio_excluding_verification_and_safety_backup"]
-            details.append(f"excluding verification and the safety backup {fmt_x(both)}")
-            details.append(f"also without the live row counts {fmt_x(part['ratio_excluding_all_checks'])}")
+        details = [f"{size}, directory format, 2 jobs, median of {reps} alternating runs each"]
         if part.get("raw_backup_bytes") and part.get("runbook_backup_bytes"):
             mb = (part["runbook_backup_bytes"] / 1e6, part["raw_backup_bytes"] / 1e6)
             details.append(f"archives {mb[0]:.0f} MB (runbook) / {mb[1]:.0f} MB (raw)")
         details.append("see docs/benchmarks.md")
         update_row(
-            f"{NAME}.{kind}",
+            f"{name}.{kind}",
             f"runbook/raw {fmt_x(part['ratio'])} ({fmt_s(rb)} vs {fmt_s(raw)})",
             f"≤ {GOAL_RATIO:.2f}x",
             bool(part["met"]),
@@ -450,20 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "; ".join(details),
         )
         print(
-            f"{kind}: runbook {fmt_s(part['runbook']['median_s'])} vs raw {fmt_s(part['raw']['median_s'])}: "
-            f"{fmt_x(part['ratio'])} (goal <= {GOAL_RATIO:.2f}x: {'met' if part['met'] else 'MISSED'}); "
-            f"excluding verification {fmt_x(part['ratio_excluding_verification'])}"
-            + (
-                f", also excluding the safety backup {fmt_x(part['ratio_excluding_verification_and_safety_backup'])}"
-                f", and the live row counts {fmt_x(part['ratio_excluding_all_checks'])}"
-                if kind == "restore"
-                else ""
-            )
+            f"{kind}: runbook {fmt_s(rb)} vs raw {fmt_s(raw)}: {fmt_x(part['ratio'])} "
+            f"(paired {fmt_x(part['paired_ratio'].get('median'))}; goal <= {GOAL_RATIO:.2f}x: "
+            f"{'met' if part['met'] else 'MISSED'})"
         )
         print("\n".join(profile_lines(part)))
-    print("what-if on the db host:")
-    for label, seconds in data["what_if"].items():
-        print(f"      {label:<80} {seconds:7.2f} s")
     print(f"postgres_backup_restore: {data['bench_wall_s']:.0f} s in all; {json_path}")
     return 0 if data["backup"]["met"] and data["restore"]["met"] else 1
 

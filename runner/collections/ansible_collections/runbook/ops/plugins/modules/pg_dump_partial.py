@@ -29,7 +29,8 @@ version_added: "0.1.0"
 author: runbook-runner maintainers
 options:
   database: {description: Database to dump., type: str, required: true}
-  dir: {description: Backup directory (created by the role)., type: path, required: true}
+  dir: {description: Backup directory; created (with its parents) when missing., type: path, required: true}
+  dir_mode: {description: "Mode of the backup directory, set when it is created or differs (backups hold the data - owner only by default).", type: str, default: "0700"}
   name: {description: "Backup name; empty: C(<database>[-<tag>]-<UTC yyyymmddTHHMMSSZ>).", type: str, default: ""}
   tag: {description: Word put between the database name and the time in a generated name., type: str, default: ""}
   format: {description: pg_dump archive format., type: str, choices: [custom, directory], default: custom}
@@ -75,6 +76,7 @@ started: {description: UTC start time (ISO 8601)., returned: always, type: str}
 dump_s: {description: Seconds pg_dump took., returned: success, type: float}
 tables: {description: Rows per table found by decoding the dump., returned: with verify, type: dict}
 decode: {description: "How the dump was decoded (C(followed) while dumping, or C(pg_restore)) and the seconds it added after pg_dump.", returned: with verify, type: dict}
+created_dir: {description: Whether the backup directory was created (or would be, in check mode)., returned: always, type: bool}
 removed_partials: {description: Leftovers of interrupted backups that were removed., returned: always, type: list}
 command: {description: The pg_dump argv (no secrets in it)., returned: always, type: list}
 """
@@ -150,6 +152,25 @@ def stale_partials(directory, database):
     return sorted(set(found))
 
 
+def dir_mode(text):
+    try:
+        mode = int(str(text), 8)
+    except ValueError:
+        raise ValueError("dir_mode must be an octal mode such as 0700 (got %r)" % text)
+    if not 0 <= mode <= 0o7777:
+        raise ValueError("dir_mode must be an octal mode such as 0700 (got %r)" % text)
+    return mode
+
+
+def prepare_directory(directory, mode):
+    """Create the backup directory (and parents) with `mode`, or set `mode` on it when it differs."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode)
+        fsync_path(os.path.dirname(directory.rstrip("/")) or "/")
+    if os.stat(directory).st_mode & 0o7777 != mode:
+        os.chmod(directory, mode)  # makedirs applies the umask; the mode is set exactly
+
+
 def remove_path(path):
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -209,13 +230,15 @@ def run(params, check_mode=False):
         "server_version_num": info["server_version_num"], "tools": tools, "database_properties": props,
         "started": utc_iso(), "removed_partials": [], "command": argv,
     }
-    if params.get("remove_stale_partials", True):
+    mode = dir_mode(params.get("dir_mode") or "0700")
+    result["created_dir"] = not os.path.isdir(directory)
+    if params.get("remove_stale_partials", True) and not result["created_dir"]:
         result["removed_partials"] = stale_partials(directory, database)
     if check_mode:
-        result["msg"] = "would dump %s into %s (%s, %s)" % (database, paths["partial"], fmt, effective)
+        result["msg"] = "would %sdump %s into %s (%s, %s)" % (
+            "create %s and " % directory if result["created_dir"] else "", database, paths["partial"], fmt, effective)
         return result
-    if not os.path.isdir(directory):
-        raise ValueError("backup directory %s does not exist" % directory)
+    prepare_directory(directory, mode)
     for path in result["removed_partials"]:
         remove_path(path)
     if any(os.path.lexists(p) for p in paths.values()):
@@ -285,6 +308,7 @@ def main():
         argument_spec=dict(
             database=dict(type="str", required=True),
             dir=dict(type="path", required=True),
+            dir_mode=dict(type="str", default="0700"),
             name=dict(type="str", default=""),
             tag=dict(type="str", default=""),
             format=dict(type="str", default="custom", choices=["custom", "directory"]),
