@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ from typing import Any
 import ansible_runner
 
 from runner.errors import ExecutionError
-from runner.events import EventCollector
 from runner.paths import COLLECTIONS_DIR
 
 
@@ -74,7 +74,7 @@ def run_playbook(
     private_dir: Path,
     playbook: str,
     inventory: Path,
-    collector: EventCollector,
+    event_handler: Callable[[dict[str, Any]], bool],
     *,
     tags: list[str] | None = None,
     limit: str | None = None,
@@ -89,7 +89,7 @@ def run_playbook(
         "private_data_dir": str(private_dir),
         "playbook": playbook,
         "inventory": str(inventory.resolve()),
-        "event_handler": collector,
+        "event_handler": event_handler,
         "cancel_callback": (lambda: cancel.is_set()) if cancel is not None else (lambda: False),
         "quiet": True,
         "ident": ident,

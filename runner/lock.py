@@ -6,7 +6,11 @@ and an expiry, so a lease left by a dead control node expires by itself and is t
 
 acquire_leases runs one small playbook with ansible-runner on every target host. When any host is held by
 another run it releases what it took and raises LockHeld naming the holder(s). LeaseKeeper wraps
-acquire / periodic renew / release around a run.
+acquire / periodic renew / release around a piece of work.
+
+A runbook run takes and gives back its leases inside its own ansible-playbook calls (runner/runlease.py, with
+lease_args and LeaseEvents from here); these playbooks of their own are its slow paths: leases taken before an
+operator approves the first step, take-over from a dead holder, release after a failure or an interruption.
 """
 
 from __future__ import annotations
@@ -109,7 +113,8 @@ def describe_holder(host: str, holder: dict[str, Any] | None, message: str = "")
     )
 
 
-def _playbook(pattern: str, action: str) -> str:
+def lease_args(action: str) -> dict[str, Any]:
+    """Arguments of the runbook.ops.lease_lock task, read from the `runbook_lease` extra var of the call."""
     args: dict[str, Any] = {
         "name": "{{ runbook_lease.name }}",
         "action": action,
@@ -125,11 +130,15 @@ def _playbook(pattern: str, action: str) -> str:
             control_host="{{ runbook_lease.control_host }}",
             take_over="{{ runbook_lease.take_over | default([]) }}",
         )
+    return args
+
+
+def _playbook(pattern: str, action: str) -> str:
     play = {
         "name": f"Runbook lease ({action})",
         "hosts": pattern,
         "gather_facts": False,
-        "tasks": [{"name": LEASE_TASK, "runbook.ops.lease_lock": args}],
+        "tasks": [{"name": LEASE_TASK, "runbook.ops.lease_lock": lease_args(action)}],
     }
     return dump([play], f"# lease {action}: rendered by runbook-runner\n")
 
@@ -153,33 +162,59 @@ def _ansible_cfg() -> str:
     )
 
 
-class _Collector:
-    def __init__(self) -> None:
+class LeaseEvents:
+    """ansible-runner event handler: what each host answered to the lease task named `task`.
+
+    A refusal counts whether it came as a failure or, with failed_when: false, as an ok result: an acquire or
+    renew is ok only when the host says `acquired`, a release only when it carries no error message.
+    """
+
+    def __init__(self, task: str = LEASE_TASK, *, release: bool = False) -> None:
+        self.task = task
+        self.release = release
         self.hosts: dict[str, HostLease] = {}
 
     def __call__(self, event: dict[str, Any]) -> bool:
+        self.handle(event)
+        return True
+
+    def handle(self, event: dict[str, Any]) -> HostLease | None:
+        """The host's answer when event is a result of the lease task (also kept in self.hosts), else None."""
         kind = event.get("event", "")
         data = event.get("event_data") or {}
-        if data.get("task") != LEASE_TASK or not data.get("host"):
-            return True
+        if data.get("task") != self.task or not data.get("host"):
+            return None
         host = str(data["host"])
         res = data.get("res") if isinstance(data.get("res"), dict) else {}
         assert isinstance(res, dict)
-        message = str(res.get("msg") or "")
-        if kind == "runner_on_ok":
-            self.hosts[host] = HostLease(
-                host=host,
-                ok=True,
-                acquired=bool(res.get("acquired")),
-                message=message,
-                lease=res.get("lease") or {},
-                taken_over=res.get("taken_over") or None,
-            )
-        elif kind == "runner_on_failed":
-            self.hosts[host] = HostLease(host=host, ok=False, message=message, holder=res.get("holder") or None)
-        elif kind == "runner_on_unreachable":
-            self.hosts[host] = HostLease(host=host, ok=False, unreachable=True, message=message or "unreachable")
-        return True
+        answer = _answer(host, kind, res, self.release)
+        if answer is not None:
+            self.hosts[host] = answer
+        return answer
+
+    def outcome(self) -> LeaseOutcome:
+        return LeaseOutcome(hosts=dict(self.hosts))
+
+
+def _answer(host: str, kind: str, res: dict[str, Any], release: bool) -> HostLease | None:
+    message = str(res.get("msg") or "")
+    if kind == "runner_on_ok":
+        ok = not message if release else bool(res.get("acquired"))
+        if not ok:
+            return HostLease(host=host, ok=False, message=message, holder=res.get("holder") or None)
+        return HostLease(
+            host=host,
+            ok=True,
+            acquired=bool(res.get("acquired")),
+            message=message,
+            lease=res.get("lease") or {},
+            taken_over=res.get("taken_over") or None,
+        )
+    if kind == "runner_on_failed":
+        return HostLease(host=host, ok=False, message=message, holder=res.get("holder") or None)
+    if kind == "runner_on_unreachable":
+        return HostLease(host=host, ok=False, unreachable=True, message=message or "unreachable")
+    return None
 
 
 def _run(
@@ -208,7 +243,7 @@ def _run(
         fd = os.open(env / "extravars", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(dump(extravars))
-        collector = _Collector()
+        collector = LeaseEvents(release=action == "release")
         kwargs: dict[str, Any] = {
             "private_data_dir": str(base),
             "playbook": "lease.yml",
@@ -240,7 +275,7 @@ def _last_error(base: Path) -> str:
     return "no output"
 
 
-def _holder_died(holder: dict[str, Any] | None) -> bool:
+def holder_died(holder: dict[str, Any] | None) -> bool:
     if not holder or holder.get("control_host") != socket.gethostname():
         return False
     try:
@@ -286,7 +321,7 @@ def acquire_leases(
         "ttl": max(1, int(ttl_s)),
     }
     outcome = _run(inventory, pattern, "acquire", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir)
-    dead = sorted({str(r.holder.get("run_id")) for r in outcome.held.values() if r.holder and _holder_died(r.holder)})
+    dead = sorted({str(r.holder.get("run_id")) for r in outcome.held.values() if r.holder and holder_died(r.holder)})
     if dead:
         # the holder ran on this control node and its process is gone (killed, crashed): its leases are stale
         # before they expire; take them over so the run can be resumed at once
@@ -300,13 +335,18 @@ def acquire_leases(
             release_leases(
                 inventory, ":".join(taken), run_id, name=name, lock_dir=lock_dir, work_dir=work_dir, strict=False
             )
-        details = "; ".join(describe_holder(h, r.holder, r.message) for h, r in sorted(held.items()))
-        raise LeaseHeld(
-            f"error: lock {name!r} is held on {len(held)} host(s): {details}",
-            name,
-            {h: r.holder for h, r in sorted(held.items())},
-        )
+        raise held_error(name, held)
     return outcome
+
+
+def held_error(name: str, held: dict[str, HostLease]) -> LeaseHeld:
+    """LeaseHeld (exit 4) naming every holder."""
+    details = "; ".join(describe_holder(h, r.holder, r.message) for h, r in sorted(held.items()))
+    return LeaseHeld(
+        f"error: lock {name!r} is held on {len(held)} host(s): {details}",
+        name,
+        {h: r.holder for h, r in sorted(held.items())},
+    )
 
 
 def renew_leases(
@@ -441,11 +481,16 @@ __all__ = [
     "DEFAULT_NAME",
     "DEFAULT_TTL_S",
     "HostLease",
+    "LeaseEvents",
     "LeaseHeld",
     "LeaseKeeper",
     "LeaseOutcome",
     "acquire_leases",
+    "default_owner",
     "describe_holder",
+    "held_error",
+    "holder_died",
+    "lease_args",
     "release_leases",
     "renew_leases",
 ]

@@ -13,13 +13,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from runner import __version__, history, lock, notify, policy, report_formats
 from runner.errors import ApprovalRequired, ExitStatus
 from runner.events import FAILED, SUCCEEDED, UNREACHABLE, EventCollector, HostStepResult
-from runner.execute import prepare_private_dir, run_playbook, scrub_private_dir, write_extravars
+from runner.execute import (
+    PlaybookOutcome,
+    prepare_private_dir,
+    run_playbook,
+    scrub_private_dir,
+    write_extravars,
+)
 from runner.inventory import resolve_hosts
 from runner.journal import Journal, utcnow
 from runner.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook, Step
@@ -37,6 +44,7 @@ from runner.report import (
     hosts_versions,
     write_report,
 )
+from runner.runlease import RunLeases
 
 EXIT_FOR_STATUS = {
     STATUS_SUCCEEDED: ExitStatus.SUCCEEDED,
@@ -85,8 +93,11 @@ def new_run_id(runbook: Runbook) -> str:
     return f"{runbook.name}-{stamp}-{secrets.token_hex(3)}"
 
 
-def segments(steps: tuple[Step, ...]) -> list[list[Step]]:
-    """Runs of steps executed in one ansible-playbook call; a confirm: gate starts a new one."""
+def segments(steps: tuple[Step, ...], *, approvals_known: bool = False) -> list[list[Step]]:
+    """Runs of steps executed in one ansible-playbook call; a confirm: gate starts a new one, unless every
+    approval is known before the run (--yes; check mode asks none): then all the steps go in one call."""
+    if approvals_known:
+        return [list(steps)] if steps else []
     groups: list[list[Step]] = []
     for step in steps:
         if not groups or step.confirm:
@@ -127,9 +138,12 @@ class _Run:
         self.order: list[tuple[str, str, str]] = []
         self.first_failure_at: str | None = None
         self.last_seen: dict[tuple[str, str, str], tuple[str, str]] = {}
-        self.leases: lock.LeaseKeeper | None = None
+        self.leases: RunLeases | None = None
         self.lock_entry: dict[str, Any] | None = None
         self.stopped_message = ""
+        self.started = ""
+        self.begun = False
+        self._deferred: list[Callable[[], None]] = []
 
     def emit(self, kind: str, **data: Any) -> None:
         if self.options.progress is not None:
@@ -164,82 +178,119 @@ class _Run:
 
     def run_phase(self, phase: str, playbook: str, steps: tuple[Step, ...]) -> bool:
         """Run the steps of one phase; True when every step x host succeeded or was skipped."""
-        ok = True
-        for group in segments(steps):
-            first = group[0]
-            if first.confirm and not self.options.check:
-                self.emit("approval", step=first.id, question=first.confirm)
-                if not self.approve(first):
-                    self.stopped_message = f"operator declined step {first.id!r}"
-                    self.journal.append("declined", step=first.id)
-                    return False
-                self.journal.append("approved", step=first.id)
-            collector = EventCollector(list(steps), on_result=self.on_result, on_task=self.on_task)
-            self.emit("segment_start", phase=phase, steps=[s.id for s in group])
-            write_extravars(self.private_dir, self._extravars())
-            outcome = run_playbook(
-                self.private_dir,
-                playbook,
-                self.options.inventory,
-                collector,
-                tags=[step_tag(s) for s in group],
-                limit=self.options.limit,
-                check=self.options.check,
-                cancel=self.cancel,
-                ident=f"{phase}-{first.id}",
-                roles_paths=self.options.roles_paths,
-            )
-            failed = [r for r in collector.ordered() if r.status in (FAILED, UNREACHABLE)]
-            if self.cancel.is_set() or outcome.status == "canceled":
+        groups = segments(steps, approvals_known=self.options.assume_yes or self.options.check)
+        for index, group in enumerate(groups):
+            if not self._approve_group(group):
                 return False
-            if outcome.status != "successful" or failed:
-                if not failed:
-                    self.stopped_message = _no_events_message(outcome.rc, self.private_dir)
+            ids = [s.id for s in group]
+            self._when_begun(partial(self.emit, "segment_start", phase=phase, steps=ids))
+            if not self._run_group(phase, playbook, steps, group, last=index == len(groups) - 1):
                 return False
-            ran = {r.step_id for r in collector.ordered()}
-            missing = [s.id for s in group if s.id not in ran]
-            if missing:
-                self.stopped_message = f"no host matched step(s) {', '.join(missing)}"
-                self.journal.append("no_hosts", steps=missing)
-        return ok
+        return True
 
-    def _extravars(self) -> str:
-        """Operator params plus every step output recorded so far (from the journal on resume, and from this
-        run's earlier segments), so on_failure and steps after an approval gate can read steps.<id>.<key>."""
-        recorded: dict[str, dict[str, Any]] = {h: dict(v) for h, v in self.options.recorded.items()}
-        for (_phase, step_id, host), result in self.results.items():
-            if result.status == SUCCEEDED and result.outputs:
-                recorded.setdefault(host, {})[step_id] = result.outputs
-        anywhere: dict[str, Any] = {}
-        for host in sorted(h for h in recorded if h != "*"):
-            for step_id, outputs in recorded[host].items():
-                anywhere.setdefault(step_id, outputs)
-        if anywhere:
-            recorded["*"] = anywhere
-        extra: dict[str, Any] = {"runbook_run_id": self.run_id, "runbook_name": self.runbook.name}
-        if recorded:
-            extra["runbook_recorded_steps"] = recorded
-        return extra_vars_text(self.params.values, extra)
+    def _approve_group(self, group: list[Step]) -> bool:
+        """Ask for each confirm: gate of the group (none in check mode); False when the operator declined."""
+        if self.options.check:
+            return True
+        for step in group:
+            if not step.confirm:
+                continue
+            self._when_begun(partial(self.emit, "approval", step=step.id, question=step.confirm))
+            if not self.approve(step):
+                self.stopped_message = f"operator declined step {step.id!r}"
+                self.journal.append("declined", step=step.id)
+                return False
+            self._when_begun(partial(self.journal.append, "approved", step=step.id))
+        return True
 
-    def execute(self) -> RunResult:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        project = render_project(self.runbook, self.options.roles_paths)
-        prepare_private_dir(self.private_dir, project.files, self._extravars())
-        self.journal = Journal(self.run_dir / "journal.jsonl", self.redactor)
-        started = utcnow()
-        t0 = time.monotonic()
-        try:
-            self._take_leases()
-        except lock.LeaseHeld as exc:
-            self.lock_entry = {"name": exc.name, "hosts": [], "taken_over": {}, "held_by": exc.holders}
-            self.journal.append("lock_held", holders=exc.holders)
-            scrub_private_dir(self.private_dir)
-            self._finish_files(started, t0, STATUS_FAILED, str(exc), {"ran": False, "status": "not run",
-                                                                      "duration_s": 0.0, "restored": []},
-                               record=False, send=False)
-            raise
+    def _run_group(self, phase: str, playbook: str, steps: tuple[Step, ...], group: list[Step], *, last: bool) -> bool:
+        called = self._call(phase, playbook, steps, group, last=last)
+        if called is None:
+            return False
+        outcome, collector = called
+        failed = [r for r in collector.ordered() if r.status in (FAILED, UNREACHABLE)]
+        if self.cancel.is_set() or outcome.status == "canceled":
+            return False
+        if outcome.status != "successful" or failed:
+            if not failed:
+                self.stopped_message = _no_events_message(outcome.rc, self.private_dir)
+            return False
+        ran = {r.step_id for r in collector.ordered()}
+        missing = [s.id for s in group if s.id not in ran]
+        if missing:
+            self.stopped_message = f"no host matched step(s) {', '.join(missing)}"
+            self.journal.append("no_hosts", steps=missing)
+        return True
+
+    def _call(
+        self, phase: str, playbook: str, steps: tuple[Step, ...], group: list[Step], *, last: bool
+    ) -> tuple[PlaybookOutcome, EventCollector] | None:
+        """One ansible-playbook call for the group, its leases taken (renewed) first and, when the run ends in it
+        (last), given back last. None when another run holds a lease this run held before (no step ran)."""
+        ident = f"{phase}-{group[0].id}"
+        outcome, collector, refused = self._call_once(playbook, steps, group, last=last, ident=ident)
+        if refused and not self.begun:
+            assert self.leases is not None
+            if not self.leases.take_over_dead(refused):
+                self.leases.give_up(refused)
+            outcome, collector, refused = self._call_once(playbook, steps, group, last=last, ident=ident + "-again")
+            if refused and not self.begun:
+                self.leases.give_up(refused)
+        if refused:
+            self._lease_lost(refused)
+            return None
+        self._begin()
+        return outcome, collector
+
+    def _call_once(
+        self, playbook: str, steps: tuple[Step, ...], group: list[Step], *, last: bool, ident: str
+    ) -> tuple[PlaybookOutcome, EventCollector, dict[str, lock.HostLease]]:
+        collector = EventCollector(list(steps), on_result=self.on_result, on_task=self.on_task)
+        handler: Callable[[dict[str, Any]], bool] = collector
+        watch = None
+        if self.leases is not None:
+            playbook = self.leases.playbook(self.private_dir / "project", playbook, release=last)
+            watch = self.leases.watch(collector, self._begin)
+            handler = watch
+        write_extravars(self.private_dir, self._extravars())
+        outcome = run_playbook(
+            self.private_dir,
+            playbook,
+            self.options.inventory,
+            handler,
+            tags=[step_tag(s) for s in group],
+            limit=self.options.limit,
+            check=self.options.check,
+            cancel=self.cancel,
+            ident=ident,
+            roles_paths=self.options.roles_paths,
+        )
+        return outcome, collector, watch.refused() if watch is not None else {}
+
+    def _lease_lost(self, refused: dict[str, lock.HostLease]) -> None:
+        """A later call found a host held by another run (this run's lease expired and was taken): no step ran."""
+        error = lock.held_error(self.runbook.lock, refused)
+        self.stopped_message = str(error).removeprefix("error: ")
+        self.journal.append("lock_lost", holders=error.holders)
+
+    def _when_begun(self, action: Callable[[], None]) -> None:
+        """Journal entries and progress events of the run: held back until it has begun (its leases taken)."""
+        if self.begun:
+            action()
+        else:
+            self._deferred.append(action)
+
+    def _begin(self) -> None:
+        """The run holds its leases and acts from now on: lock entry, history row, run_start, what was held back."""
+        if self.begun:
+            return
+        self.begun = True
+        if self.leases is not None:
+            self.lock_entry = self.leases.report_entry()
+            self.journal.append("lock_taken", **self.lock_entry)
+            self.leases.start_renewals()
         self._history("record_start", self.options.state_dir, self.run_id, self.runbook.name,
-                      self.runbook.severity, started, self.params.masked(), _operator(),
+                      self.runbook.severity, self.started, self.params.masked(), _operator(),
                       trigger=self.options.trigger or _trigger(self.params), check_mode=self.options.check)
         self.journal.append(
             "run_start",
@@ -255,11 +306,44 @@ class _Run:
             resumed_from=self.options.resumed_from,
         )
         self.emit("run_start", run_id=self.run_id, runbook=self.runbook.name, budget_s=self.runbook.budget_s)
+        deferred, self._deferred = self._deferred, []
+        for action in deferred:
+            action()
+
+    def _extravars(self) -> str:
+        """Operator params plus every step output recorded so far (from the journal on resume, and from this
+        run's earlier segments), so on_failure and steps after an approval gate can read steps.<id>.<key>."""
+        recorded: dict[str, dict[str, Any]] = {h: dict(v) for h, v in self.options.recorded.items()}
+        for (_phase, step_id, host), result in self.results.items():
+            if result.status == SUCCEEDED and result.outputs:
+                recorded.setdefault(host, {})[step_id] = result.outputs
+        anywhere: dict[str, Any] = {}
+        for host in sorted(h for h in recorded if h != "*"):
+            for step_id, outputs in recorded[host].items():
+                anywhere.setdefault(step_id, outputs)
+        if anywhere:
+            recorded["*"] = anywhere
+        extra: dict[str, Any] = {"runbook_run_id": self.run_id, "runbook_name": self.runbook.name}
+        if self.leases is not None:
+            extra.update(self.leases.extravars())
+        if recorded:
+            extra["runbook_recorded_steps"] = recorded
+        return extra_vars_text(self.params.values, extra)
+
+    def execute(self) -> RunResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        project = render_project(self.runbook, self.options.roles_paths)
+        prepare_private_dir(self.private_dir, project.files, self._extravars())
+        self.journal = Journal(self.run_dir / "journal.jsonl", self.redactor)
+        self.started = utcnow()
+        t0 = time.monotonic()
+        self.leases = self._plan_leases()
         status = STATUS_FAILED
         rollback: dict[str, Any] = {"ran": False, "status": "not needed", "duration_s": 0.0, "restored": []}
         detail = ""
         try:
             with _interrupt_guard(self.cancel):
+                self._begin_before_playbooks()
                 main_ok = self.run_phase(PHASE_MAIN, "main.yml", self._main_steps())
                 if self.cancel.is_set():
                     status, detail = STATUS_INTERRUPTED, "interrupted by the operator (signal)"
@@ -269,39 +353,55 @@ class _Run:
                     status, detail = STATUS_FAILED, self.stopped_message
                 else:
                     status, detail, rollback = self._after_failure()
+        except lock.LeaseHeld as exc:
+            self.lock_entry = {"name": exc.name, "hosts": [], "taken_over": {}, "held_by": exc.holders}
+            self.journal.append("lock_held", holders=exc.holders)
+            scrub_private_dir(self.private_dir)
+            self._finish_files(t0, STATUS_FAILED, str(exc), {"ran": False, "status": "not run",
+                                                             "duration_s": 0.0, "restored": []},
+                               record=False, send=False)
+            raise
         except ApprovalRequired:
+            self._begin()
             self.journal.append("stopped", reason="approval required")
-            self._finish_files(
-                started, t0, STATUS_FAILED, "stopped before a step that needs approval", rollback
-            )
+            self._finish_files(t0, STATUS_FAILED, "stopped before a step that needs approval", rollback)
             raise
         finally:
             scrub_private_dir(self.private_dir)
             self._release_leases()
-        return self._finish_files(started, t0, status, detail, rollback)
+        self._begin()  # a run stopped before its first play (Ctrl-C, an ansible-playbook error) is recorded too
+        return self._finish_files(t0, status, detail, rollback)
 
-    def _take_leases(self) -> None:
-        """One lease per target host, on the host, before the first step (none in check mode or lock: none)."""
+    def _plan_leases(self) -> RunLeases | None:
+        """One lease per target host (none in check mode or lock: none), taken in the run's first playbook call."""
         if self.runbook.lock == "none" or self.options.check:
-            return
+            return None
         patterns = sorted({s.hosts for s in self.runbook.all_steps})
         resolved = resolve_hosts(self.options.inventory, patterns, self.options.limit)
         targets = sorted({host for hosts in resolved.values() for host in hosts})
         if not targets:
-            return
+            return None
         self.emit("lock", hosts=targets, name=self.runbook.lock)
-        self.leases = lock.LeaseKeeper(
+        return RunLeases(
             self.options.inventory, targets, self.run_id, ttl_s=max(2 * self.runbook.budget_s, 600),
             name=self.runbook.lock, work_dir=self.run_dir,
         )
-        outcome = self.leases.__enter__()
-        self.lock_entry = outcome.report_entry(self.runbook.lock)
-        self.journal.append("lock_taken", **self.lock_entry)
+
+    def _begin_before_playbooks(self) -> None:
+        """Without leases the run begins at once. When an operator must approve the first step, the leases are
+        taken first by a playbook of their own (no one is asked about a host another run holds); otherwise they
+        are taken in the first playbook call and the run begins there."""
+        if self.leases is None:
+            self._begin()
+            return
+        steps = self._main_steps()
+        if steps and steps[0].confirm and not self.options.assume_yes:
+            self.leases.acquire_now()
+            self._begin()
 
     def _release_leases(self) -> None:
         if self.leases is not None:
-            self.leases.__exit__(None, None, None)
-            self.leases = None
+            self.leases.finish()
 
     def _history(self, action: str, *args: Any, **kwargs: Any) -> None:
         """History must never stop a recovery: a failure to record is a warning."""
@@ -367,7 +467,6 @@ class _Run:
 
     def _finish_files(
         self,
-        started: str,
         t0: float,
         status: str,
         detail: str,
@@ -399,7 +498,7 @@ class _Run:
             "check_mode": self.options.check,
             "operator": _operator(),
             "trigger": self.options.trigger or _trigger(self.params),
-            "started": started,
+            "started": self.started,
             "ended": utcnow(),
             "duration_s": duration,
             "budget_s": self.runbook.budget_s,
