@@ -13,8 +13,9 @@ Two cases, each measured side by side in one process, alternating the contenders
   so that other sessions' local runs cannot hold our lease), so it runs without the lab.
 
 Headline: median wall time of each and the ratio runbook/plain. Then one more `runbook run` of each case in this
-process with timers around what the runner adds to ansible-playbook (validation and rendering, the lease
-acquire/release playbooks on every target host, ansible-runner's event capture, journal, history, reports).
+process with timers around what the runner adds to ansible-playbook (validation and rendering, lease playbooks of
+their own — only when the leases cannot be taken and given back inside the run's calls —, ansible-runner's event
+capture, journal, history, reports).
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ def recap_changed(stdout: str) -> dict[str, int]:
 
 PHASES = (
     "process start, imports, validate, render",
-    "lease acquire",
+    "lease acquire (first call's start and its lease play)",
     "playbooks (first segment start -> last step result)",
-    "playbook end, lease release, journal/history/reports",
+    "playbook end (lease release play), journal/history/reports",
     "exit",
 )
 
@@ -145,8 +146,8 @@ def _timers() -> Iterator[dict[str, float]]:
 
     wrap(runflow, "render_project", "render project")
     wrap(runflow, "prepare_private_dir", "prepare private dir")
-    wrap(lock.LeaseKeeper, "__enter__", "lease acquire (playbook on every host)")
-    wrap(lock.LeaseKeeper, "__exit__", "lease release (playbook on every host)")
+    wrap(lock, "acquire_leases", "lease acquire (playbook of its own)")
+    wrap(lock, "release_leases", "lease release (playbook of its own)")
     wrap(runflow, "run_playbook", "ansible-runner: the rendered playbook(s)")
     wrap(Journal, "append", "journal")
     wrap(history, "record_start", "history")
