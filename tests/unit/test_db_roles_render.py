@@ -79,7 +79,7 @@ SHARED_UTILS = {"pg_common": pg_common, "backup_files": backup_files, "pg_decode
 USES = {
     "pg_dump_partial": {"pg_common", "backup_files", "pg_decode"},
     "pg_inspect": {"pg_common"},
-    "pg_restore_backup": {"pg_common"},
+    "pg_restore_backup": {"pg_common", "pg_decode"},
     "pg_migration_rollback": {"pg_common"},
     "backup_verify": {"pg_common", "backup_files", "pg_decode"},
     "backup_finalize": {"backup_files"},
@@ -1030,3 +1030,28 @@ def test_shipped_runbooks_validate_and_have_on_failure(name: str) -> None:
             assert not key.startswith(step["uses"] + "_"), f"{name}: use short option names ({key})"
             if "password" in key:
                 assert "params." in value or "db_password" in value
+
+
+def test_restored_tables_are_counted_as_pg_restore_reports_their_data_loaded() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.sql: list[tuple[str, str]] = []
+
+        def psql(self, database: str, sql: str, what: str | None = None) -> str:
+            self.sql.append((database, sql))
+            return "42\n"
+
+    client = Client()
+    entries = [(3356, "public", "orders"), (3358, "My Schema", "T")]
+    counter = restore_mod.LoadedTableCounter(client, "shop__restore_x", entries)
+    for line in (
+        "pg_restore: processing item 3356 TABLE DATA orders",
+        "pg_restore: finished item 3356 TABLE DATA orders",
+        "pg_restore: finished item 3357 INDEX orders_pkey",
+        "pg_restore: finished item 3358 TABLE DATA T",
+    ):
+        counter.line(line)
+    assert counter.finish() == {"public.orders": 42, '"My Schema"."T"': 42}
+    assert [db for db, _ in client.sql] == ["shop__restore_x"] * 2  # only TABLE DATA items, in the copy
+    assert all("max_parallel_workers_per_gather = 0" in sql for _, sql in client.sql)  # one core: restore goes on
+    assert 'FROM "My Schema"."T"' in client.sql[1][1]

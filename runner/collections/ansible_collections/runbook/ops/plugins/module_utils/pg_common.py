@@ -239,7 +239,8 @@ COMMIT;
 """ % TABLES_SQL
 
 
-def count_rows(client, database):
-    """Exact row count of every table holding rows (as pg_dump dumps them), in one snapshot."""
-    rows = client.query_json(database, COUNTS_SQL, what="row counts of %s" % database) or []
+def count_rows(client, database, settings=""):
+    """Exact row count of every table holding rows (as pg_dump dumps them), in one snapshot. `settings`: SQL run
+    first in the session (SET ...)."""
+    rows = client.query_json(database, settings + COUNTS_SQL, what="row counts of %s" % database) or []
     return dict((display_name(schema, name), int(count)) for schema, name, count in rows)

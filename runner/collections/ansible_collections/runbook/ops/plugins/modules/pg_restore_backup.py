@@ -87,6 +87,8 @@ dropped: {description: Databases dropped (cleanup, or the replaced one when keep
 import datetime
 import hashlib
 import os
+import queue
+import re
 import subprocess
 import tempfile
 import threading
@@ -98,8 +100,10 @@ except ImportError:  # imported as a plain library on a host (drills, tests): st
     AnsibleModule = None
 
 from ansible_collections.runbook.ops.plugins.module_utils.pg_common import (
-    PgClient, PgError, count_rows, display_name, parse_qualified, quote_ident, quote_literal, sql_name, tail,
+    TABLES_SQL, PgClient, PgError, count_rows, display_name, parse_qualified, quote_ident, quote_literal,
+    sql_name, tail,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.pg_decode import DecodeError, toc_table_data
 
 
 class RestoreFailed(Exception):
@@ -222,6 +226,52 @@ def table_load_sql(tables, expected, lock_timeout):
     return head, tail_sql
 
 
+# Counts taken while pg_restore runs stay on one core: the restore keeps the rest.
+ONE_CORE = "SET max_parallel_workers_per_gather = 0;\n"
+COUNT_ONE_SQL = ONE_CORE + "SELECT count(*) FROM %s;\n"
+LIST_TABLES_SQL = "SELECT coalesce(json_agg(json_build_array(t.nspname, t.relname)), '[]') FROM (%s) t;\n" % TABLES_SQL
+FINISHED_ITEM = re.compile(r"finished item (\d+) TABLE DATA ")
+
+
+class LoadedTableCounter(object):
+    """Counts the rows of each table of the restored copy as soon as pg_restore says its data is loaded
+    (C(pg_restore -v -j N) prints "finished item <id> TABLE DATA ..."), in a thread, while pg_restore goes on
+    building the indexes and constraints of the others. Nothing writes to the temporary database but pg_restore,
+    and a table's data is committed when its item finishes, so the count is the table's final count."""
+
+    def __init__(self, client, database, entries):
+        self.client = client
+        self.database = database
+        self.by_id = dict((dump_id, (schema, name)) for dump_id, schema, name in entries)
+        self.counts = {}
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="count-loaded")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def line(self, text):
+        match = FINISHED_ITEM.search(text)
+        if match and int(match.group(1)) in self.by_id:
+            self._queue.put(self.by_id[int(match.group(1))])
+
+    def _loop(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            schema, name = item
+            try:
+                out = self.client.psql(self.database, COUNT_ONE_SQL % (quote_ident(schema) + "." + quote_ident(name)))
+                self.counts[display_name(schema, name)] = int(out.strip().splitlines()[-1])
+            except (PgError, ValueError, IndexError):
+                pass  # counted again once pg_restore is done
+
+    def finish(self):
+        self._queue.put(None)
+        self._thread.join()
+        return dict(self.counts)
+
+
 class Restorer(object):
     def __init__(self, params, check_mode=False):
         self.p = params
@@ -274,7 +324,7 @@ class Restorer(object):
 
         def count():
             try:
-                box["rows"] = count_rows(self.client, self.db)
+                box["rows"] = count_rows(self.client, self.db, ONE_CORE)
             except PgError as exc:
                 box["error"] = str(exc)
 
@@ -293,6 +343,51 @@ class Restorer(object):
         if "error" in box:
             raise RestoreFailed("row count of the live database %s failed: %s" % (self.db, box["error"]))
         self.result["rows_before"] = box["rows"]
+
+    def pg_restore_counting(self, database):
+        """pg_restore -j N into `database`, counting each table as soon as its data is loaded (see
+        LoadedTableCounter); returns those counts. Raises PgError when pg_restore fails."""
+        jobs = int(self.p.get("jobs") or 2)
+        entries = None
+        if jobs > 1:
+            try:
+                entries = toc_table_data(self.p["path"], self.p.get("bin_dir") or "")
+            except DecodeError as exc:
+                raise PgError(str(exc))
+        if not entries:
+            self.pg_restore(database, single_transaction=False)
+            return {}
+        argv = restore_argv(self.client, database, self.p["path"], jobs, self.p.get("no_owner"), False)
+        argv.insert(-1, "--verbose")
+        self.result.setdefault("commands", []).append(argv)
+        counter = LoadedTableCounter(self.client, database, entries)
+        last = []
+        proc = self.client.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            for raw in proc.stderr:
+                text = raw.decode("utf-8", "replace").rstrip("\n")
+                counter.line(text)
+                if not text.startswith("pg_restore: ") or "error" in text.lower() or "warning" in text.lower():
+                    last = (last + [text])[-6:]
+            rc = proc.wait()
+        finally:
+            proc.stderr.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            self.client.close_secret(proc)
+            counted = counter.finish()
+        if rc != 0:
+            raise PgError("pg_restore into %s failed (exit %d): %s" % (database, rc, " / ".join(last)))
+        return counted
+
+    def restored_counts(self, database, loaded):
+        """Rows of every table of the restored copy: the counts taken while pg_restore ran, the rest now."""
+        tables = [display_name(schema, name) for schema, name in
+                  (self.client.query_json(database, LIST_TABLES_SQL, what="tables of %s" % database) or [])]
+        if tables and all(t in loaded for t in tables):
+            return dict((t, loaded[t]) for t in tables)
+        return count_rows(self.client, database)
 
     def need_path(self):
         if not self.p.get("path"):
@@ -344,15 +439,22 @@ class Restorer(object):
             self.admin("".join(drop_sql(d, self.server_num) for d in stale), "drop of stale temporary databases")
             self.result["dropped"] = stale
         self.admin(create_sql(temp, self.props, self.owner_ok), "CREATE DATABASE %s" % temp)
+        timings = self.result.setdefault("timings", {})
         before = self.count_live_in_background()
         try:
+            started = time.time()
             try:
-                self.pg_restore(temp, single_transaction=False)
+                loaded = self.pg_restore_counting(temp)
             except PgError as exc:
                 raise RestoreFailed("decode check failed: the backup does not restore into the temporary database "
                                     "(%s); the live database %s was not touched" % (exc, self.db))
+            timings["pg_restore_s"] = round(time.time() - started, 3)
+            started = time.time()
             self.collect_before(before)
-            actual = count_rows(self.client, temp)
+            timings["wait_live_count_s"] = round(time.time() - started, 3)
+            started = time.time()
+            actual = self.restored_counts(temp, loaded)
+            timings["count_restored_s"] = round(time.time() - started, 3)
             checks = row_check(self.expected, actual) if self.expected else []
             self.result["row_check"] = checks
             decoded = {"name": "decode", "ok": True,
@@ -360,7 +462,9 @@ class Restorer(object):
             self.result["checks"] = [decoded] + as_checks(checks)
             if any(not c["ok"] for c in checks):
                 raise RestoreFailed("row count check failed in %s: %s" % (temp, check_message(checks)))
+            started = time.time()
             self.do_swap(temp, previous)
+            timings["swap_s"] = round(time.time() - started, 3)
         except (PgError, RestoreFailed) as exc:
             if not self.result["live_touched"]:
                 try:
