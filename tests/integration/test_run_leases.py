@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import ansible_runner
 import pytest
 
-from runner import api, lock
+from runner import api, lock, runlease
 from runner.model import Step
 from runner.runflow import RunOptions
 
@@ -247,3 +248,26 @@ def test_when_the_first_step_asks_an_operator_the_leases_come_first(
     with pytest.raises(lock.LeaseHeld):
         run(tmp_path, roles_paths, runbook_text(gate_first=True), approver=approver)
     assert asked == []  # nobody is asked to approve a step on a host another run holds
+
+
+def test_renewals_extend_the_leases_the_calls_took(tmp_path: Path) -> None:
+    hosts = inventory(tmp_path)
+    for host in ("h1", "h2"):
+        lock.acquire_leases(hosts, host, "run-r", 3)
+    before = {h: lease_of(tmp_path, h) for h in ("h1", "h2")}
+    leases = runlease.RunLeases(hosts, ["h1", "h2"], "run-r", 3)
+    leases.took(lock.HostLease(host="h1", ok=True, acquired=True))  # as the acquire play's event says
+    leases.start_renewals()  # every ttl/3, at least 1 s
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = lease_of(tmp_path, "h1")
+            if now and before["h1"] and now["renewed_at"] != before["h1"]["renewed_at"]:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("h1's lease was not renewed")
+    finally:
+        leases.finish()
+    assert lease_of(tmp_path, "h1") is None  # finish() gives back what the calls did not release
+    assert lease_of(tmp_path, "h2") == before["h2"]  # never taken by this run's calls: neither renewed nor released
