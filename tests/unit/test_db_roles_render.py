@@ -13,7 +13,6 @@ import contextlib
 import gzip
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import re
@@ -720,56 +719,7 @@ def test_partial_archive_decodes_only_when_whole(tmp_path: Path) -> None:
     assert "magic" in _refusal({"path": str(path), "kind": "mongodb", "format": "archive"}).detail
 
 
-# ------------------------------------------------------------------------ pg: decoding pg_restore's script
-
-PG_SCRIPT = b"""--
--- PostgreSQL database dump
---
-CREATE FUNCTION public.f() RETURNS void LANGUAGE sql AS $$
-COPY public.fake (a) FROM stdin;
-$$;
-
---
--- Name: orders; Type: TABLE; Schema: public; Owner: lab
---
-
---
--- Data for Name: orders; Type: TABLE DATA; Schema: public; Owner: lab
---
-
-COPY public.orders (id, customer) FROM stdin;
-1\tcustomer-001
-2\tline with an escaped\\nnewline
-\\.
-
-
---
--- Data for Name: Weird Name; Type: TABLE DATA; Schema: My Schema; Owner: lab
---
-
-COPY "My Schema"."Weird Name" (id) FROM stdin;
-\\.
-
-
---
--- Data for Name: wallet; Type: TABLE DATA; Schema: public; Owner: lab
---
-
-COPY public.wallet (id, owner, balance_cents) FROM stdin;
-1\tcustomer-001\t5
-\\.
-"""
-
-
-def test_copy_rows_are_counted_per_table_from_the_decoded_script() -> None:
-    counts = pg_decode.count_copy_rows(io.BytesIO(PG_SCRIPT))
-    assert counts == {"public.orders": 2, '"My Schema"."Weird Name"': 0, "public.wallet": 1}
-
-
-def test_a_script_ending_inside_copy_data_is_refused() -> None:
-    cut = PG_SCRIPT[: PG_SCRIPT.index(b"2\tline")]
-    with pytest.raises(pg_decode.DecodeError, match="ends in the middle"):
-        pg_decode.count_copy_rows(io.BytesIO(cut))
+# ------------------------------------------------------------------------ pg: names (decoding: test_pg_decode.py)
 
 
 _IDENT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(
