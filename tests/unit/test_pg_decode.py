@@ -113,7 +113,8 @@ def _write_slowly(path: Path, payload: bytes, pieces: int, pause_s: float) -> No
             time.sleep(pause_s)
 
 
-def test_the_follower_decodes_files_while_they_are_written(tmp_path: Path) -> None:
+def test_the_follower_decodes_files_while_they_are_written(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(pg_decode, "_yield_cpu", lambda: None)  # a busy machine must not starve this check
     dump = tmp_path / "db.dir.partial"
     tables = {3001: _table_data(20_000, 1), 3002: _table_data(0), 3003: _table_data(777, 3)}
     follower = pg_decode.DirectoryFollower(str(dump), poll_s=0.005).start()
@@ -133,6 +134,17 @@ def test_the_follower_decodes_files_while_they_are_written(tmp_path: Path) -> No
     rows = {name: decoder.rows() for name, decoder in files.items()}
     assert rows == {"3001.dat.gz": 20_000, "3002.dat.gz": 0, "3003.dat.gz": 777}
     assert all(decoder.done for decoder in files.values())
+
+
+def test_the_follower_runs_on_idle_cpu_only_until_it_is_stopped(tmp_path: Path) -> None:
+    follower = pg_decode.DirectoryFollower(str(tmp_path), poll_s=0.005).start()
+    deadline = time.monotonic() + 10
+    while follower._tid is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert follower._tid is not None
+    assert os.sched_getscheduler(follower._tid) == os.SCHED_IDLE
+    follower.finish()
+    assert not follower._thread.is_alive()
 
 
 def test_a_truncated_gzip_file_is_refused(tmp_path: Path) -> None:

@@ -240,11 +240,29 @@ class FileDecoder(object):
         return None
 
 
-def _lower_priority():
-    """The follower thread yields the CPU to pg_dump: it decodes in what the dump leaves idle, and catches up
-    after it (Linux schedules threads as tasks, so this nices only this thread)."""
+def _yield_cpu():
+    """Run this thread only on CPU time nothing else wants (SCHED_IDLE; nice 19 where that is refused): the
+    follower decodes in what pg_dump leaves idle and must not slow the dump down. Linux schedules threads as
+    tasks, so only this thread is affected. Returns the thread id, to hand the CPU back with _normal_cpu."""
+    tid = getattr(threading, "get_native_id", lambda: None)()
+    if tid is None:
+        return None
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, 19)
+        except OSError:
+            return None
+    return tid
+
+
+def _normal_cpu(tid):
+    """Once pg_dump is done the follower's last step must not starve behind a busy host."""
+    if tid is None:
+        return
+    try:
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):
         pass
 
@@ -258,6 +276,7 @@ class DirectoryFollower(object):
         self.files = {}
         self.error = None
         self._stop = threading.Event()
+        self._tid = None
         self._thread = threading.Thread(target=self._loop, name="dump-follower")
         self._thread.daemon = True
 
@@ -276,7 +295,7 @@ class DirectoryFollower(object):
         return [d for d in self.files.values() if not d.done]
 
     def _loop(self):
-        _lower_priority()
+        self._tid = _yield_cpu()
         try:
             while not self._stop.is_set():
                 progressed = False
@@ -289,6 +308,7 @@ class DirectoryFollower(object):
 
     def stop(self):
         self._stop.set()
+        _normal_cpu(self._tid)
         self._thread.join()
 
     def finish(self):
