@@ -638,11 +638,27 @@ def session_cmdlines(sid):
             continue
     return found
 
+APP = "rbtest-restore-killer"
+
+def wait_for_server_sessions_to_end(limit=60.0):
+    \"\"\"A killed client's server session finishes the statement it was given (a COMMIT may still land).
+
+    The live database is judged once the server is done with what the dead restorer sent, not mid-commit.
+    \"\"\"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        busy = client.query_json("postgres", "SELECT to_json(count(*)) FROM pg_stat_activity WHERE application_name = "
+                                             + pg_inspect.quote_literal(APP) + ";")
+        if not busy:
+            return round(time.monotonic() - t0, 3)
+        time.sleep(0.05)
+    raise AssertionError("sessions of the killed restorer still on the server after %.0f s" % limit)
+
 def restore(stamp, delay=None, at_swap=False):
     \"\"\"One swap restore; killed `delay` s after start, or `delay` s after its swap psql starts (at_swap).\"\"\"
     job = dict(cfg["job"], stamp=stamp)
     proc = subprocess.Popen([sys.executable, "-c", cfg["restorer"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True, env=dict(os.environ, PGAPPNAME=APP))
     proc.stdin.write(json.dumps(job).encode())
     proc.stdin.close()
     t0 = time.monotonic()
@@ -663,8 +679,9 @@ def restore(stamp, delay=None, at_swap=False):
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     proc.wait()
     killed = proc.returncode == -signal.SIGKILL   # it may have finished just before the signal: not a kill
+    settle_s = wait_for_server_sessions_to_end()
     return {"delay": delay, "at_swap": at_swap, "saw_swap": saw_swap, "killed": killed, "rc": proc.returncode,
-            "elapsed": time.monotonic() - t0, "err": err[-300:]}
+            "elapsed": time.monotonic() - t0, "settle_s": settle_s, "err": err[-300:]}
 
 def ensure_damaged(good):
     live, _ = state()
