@@ -86,13 +86,23 @@ CONF
 server {
     listen $addr:8080;
     server_name lb;
+    # maintenance mode (role maintenance_mode): while the page exists every request gets it with a 503
+    error_page 503 /maintenance.html;
+    location = /maintenance.html {
+        root /var/www/maintenance;
+        internal;
+    }
     location / {
+        if (-f /var/www/maintenance/maintenance.html) {
+            return 503;
+        }
         proxy_pass http://backend;
         proxy_set_header Host \$host;
         proxy_connect_timeout 2s;
     }
 }
 CONF
+    mkdir -p /var/www/maintenance
     rm -f /etc/nginx/sites-enabled/default
     nginx -t -q
     nginx

@@ -1,0 +1,128 @@
+"""The data rollback with writes stopped (seed 002 §3): the maintenance page is up on the lb (HTTP 503 through the
+front) for exactly the restore, the data comes back, and a refused backup never stops the service. Checked from
+outside: psql on the database, and a poller sending GET /health through the lb every 50 ms during the run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from runner import lab as lab_module
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = str(ROOT / "inventories" / "lab" / "hosts.yml")
+RUNBOOK = Path(sys.executable).parent / "runbook"
+SEED = ROOT / "lab" / "shop-seed.sql"
+DB = "rbtest_dr"
+BACKUP_DIR = f"/var/backups/rbtest/{DB}"
+
+
+def pg(dbname: str = "postgres") -> psycopg.Connection[Any]:
+    return psycopg.connect(host="127.0.10.21", user="lab", password="lab", dbname=dbname, autocommit=True)
+
+
+def fingerprint() -> tuple[int, str, int]:
+    with pg(DB) as conn:
+        orders = conn.execute("SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM orders t").fetchone()
+        wallet = conn.execute("SELECT count(*) FROM wallet").fetchone()
+    assert orders is not None and wallet is not None
+    return orders[0], orders[1], wallet[0]
+
+
+def lb_status() -> int:
+    try:
+        with urllib.request.urlopen("http://127.0.10.41:8080/health", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+class Poller(threading.Thread):
+    """Statuses seen through the lb while a run goes on (bounded: stops with the run, or after 10 minutes)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: list[int] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 600
+        while not self.done.is_set() and time.monotonic() < deadline:
+            self.seen.append(lb_status())
+            time.sleep(0.05)
+
+
+def runbook(state: Path, name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], list[int]]:
+    env = {**os.environ, "RUNBOOK_STATE_DIR": str(state)}
+    poller = Poller()
+    poller.start()
+    try:
+        result = subprocess.run(
+            [str(RUNBOOK), "run", f"runbooks/{name}.yml", "-i", INVENTORY, "-p", f"database={DB}",
+             "-p", f"backup_dir={BACKUP_DIR}", *args],
+            capture_output=True, text=True, env=env, timeout=600, check=False,
+        )  # fmt: skip
+    finally:
+        poller.done.set()
+        poller.join()
+    return result, poller.seen
+
+
+@pytest.fixture
+def shop_copy(lab: object) -> Any:
+    with pg() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB}" OWNER lab')
+    with pg(DB) as conn:
+        conn.execute(SEED.read_text().encode())
+    yield DB
+    with pg() as conn:
+        for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (DB + "%",)).fetchall():
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    subprocess.run([*lab_module.ssh_argv("db"), "--", f"rm -rf {BACKUP_DIR}"], check=False, timeout=60)
+
+
+def test_data_rollback_stops_writes_for_the_restore_only(shop_copy: str, tmp_path: Path) -> None:
+    backed_up, _ = runbook(tmp_path, "postgres-backup")
+    assert backed_up.returncode == 0, backed_up.stdout + backed_up.stderr
+    good = fingerprint()
+    with pg(DB) as conn:
+        conn.execute("DELETE FROM orders WHERE id % 4 = 0; UPDATE wallet SET balance = 0")
+    assert fingerprint() != good
+
+    result, seen = runbook(tmp_path, "data-rollback", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fingerprint() == good
+    assert 503 in seen, seen  # the maintenance page was up while the data was replaced
+    assert seen[-1] == 200 and lb_status() == 200
+    first, last = seen.index(503), len(seen) - 1 - seen[::-1].index(503)
+    assert set(seen[first : last + 1]) == {503}, "writes came back in the middle of the restore"
+    with pg() as conn:
+        kept = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (DB + "__pre_%",)).fetchall()
+    assert len(kept) == 1  # the replaced database is the safety copy
+
+
+def test_a_refused_backup_never_stops_the_service(shop_copy: str, tmp_path: Path) -> None:
+    backed_up, _ = runbook(tmp_path, "postgres-backup")
+    assert backed_up.returncode == 0
+    subprocess.run(
+        [*lab_module.ssh_argv("db"), "--", f"truncate -s 100 $(ls {BACKUP_DIR}/*.dump | tail -1)"],
+        check=True, timeout=60,
+    )  # fmt: skip
+    before = fingerprint()
+    result, seen = runbook(tmp_path, "data-rollback", "--yes")
+    assert result.returncode == 1, result.stdout + result.stderr  # failed, service verified as it was
+    assert 503 not in seen
+    assert fingerprint() == before and lb_status() == 200
