@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner import backups as backup_catalog
 from runner import history as history_db
 from runner import metrics as run_metrics
 from runner import paths, report_formats
@@ -113,8 +114,9 @@ def plan(
     patterns = sorted({s.hosts for s in runbook.all_steps})
     resolved = resolve_hosts(inventory, patterns, limit)
     rows = [
-        PlanRow(s.id, s.phase, s.uses, s.hosts, resolved.get(s.hosts, []), s.title, s.when, s.confirm,
-                changes.get(s.id, ""))
+        PlanRow(
+            s.id, s.phase, s.uses, s.hosts, resolved.get(s.hosts, []), s.title, s.when, s.confirm, changes.get(s.id, "")
+        )
         for s in runbook.all_steps
     ]
     return Plan(runbook, rows, runbook.budget_s, policy.response_target_s(runbook.severity))
@@ -167,6 +169,21 @@ def history(state_dir: Path, runbook: str | None = None, since_s: float | None =
 
 def metrics(state_dir: Path, runbook: str | None = None, since_s: float | None = None) -> run_metrics.MetricsReport:
     return run_metrics.compute(state_dir, runbook, since_s)
+
+
+def backups_status(
+    inventory: Path,
+    hosts: str = "db",
+    dirs: list[str] | None = None,
+    *,
+    max_age_s: float | None = None,
+    decode: bool = False,
+    limit: str | None = None,
+) -> backup_catalog.BackupsReport:
+    """The newest verified backup of every database on the hosts matching `hosts`, with its age."""
+    if not Path(inventory).exists():
+        raise InvalidInput(f"error: inventory {inventory} does not exist")
+    return backup_catalog.status(Path(inventory), hosts, dirs, max_age_s=max_age_s, decode=decode, limit=limit)
 
 
 def resume(

@@ -65,9 +65,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     for row in plan.rows:
         hosts = ", ".join(row.hosts) or "(no host matches)"
-        extra = (f"  when: {row.when}" if row.when else "") + (
-            f"  confirm: {row.confirm}" if row.confirm else ""
-        )
+        extra = (f"  when: {row.when}" if row.when else "") + (f"  confirm: {row.confirm}" if row.confirm else "")
         print(f"  {row.phase:<10} {row.step_id:<18} {row.uses:<26} {hosts}{extra}")
         if row.changes:
             print(f"  {'':<10} {'':<18} ↳ {row.changes}")
@@ -110,9 +108,7 @@ def _print_summary(report: dict[str, object]) -> None:
     hosts = report.get("hosts")
     if isinstance(hosts, dict):
         for host, versions in hosts.items():
-            if isinstance(versions, dict) and (
-                versions.get("version_before") or versions.get("version_after")
-            ):
+            if isinstance(versions, dict) and (versions.get("version_before") or versions.get("version_after")):
                 print(f"  {host}: {versions.get('version_before')} -> {versions.get('version_after')}")
     duration = float(str(report.get("duration_s", 0)))
     budget = float(str(report.get("budget_s", 0)))
@@ -184,6 +180,27 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(metrics.format_text(report))
     return 0
+
+
+def cmd_backups(args: argparse.Namespace) -> int:
+    from runner import backups
+
+    max_age = None
+    if args.max_age:
+        try:
+            max_age = parse_duration(args.max_age)
+        except ValueError as exc:
+            raise InvalidInput(f"error: --max-age {exc}") from None
+    report = api.backups_status(
+        Path(args.inventory), args.hosts, args.dir or None, max_age_s=max_age, decode=args.decode, limit=args.limit
+    )
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.format == "prometheus":
+        sys.stdout.write(backups.format_prometheus(report))
+    else:
+        sys.stdout.write(backups.format_text(report))
+    return 0 if report.ok else 1
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -311,6 +328,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "prometheus", "json"], default="text")
     common(p, state=True)
     p.set_defaults(handler=cmd_metrics)
+
+    p = sub.add_parser("backups", help="backups: status - the newest verified backup per host and database, its age")
+    p.add_argument("action", choices=["status"])
+    p.add_argument("-i", "--inventory", required=True, metavar="INV")
+    p.add_argument("--hosts", default="db", metavar="PATTERN", help="hosts that keep backups (default: db)")
+    p.add_argument(
+        "--dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="backup directory, or a parent of backup directories, on the hosts (repeatable; default "
+        "/var/backups/runbook/postgres and /var/backups/runbook/mongodb)",
+    )
+    p.add_argument("--max-age", metavar="DURATION", help="exit 1 when a newest verified backup is older (e.g. 2d)")
+    p.add_argument("--decode", action="store_true", help="also decode every byte of each backup checked (slow)")
+    p.add_argument("--limit", metavar="PATTERN")
+    p.add_argument("--format", choices=["text", "json", "prometheus"], default="text")
+    p.set_defaults(handler=cmd_backups)
 
     p = sub.add_parser("lab", help="the local drill lab")
     p.add_argument("action", choices=["up", "down", "status", "reset", "ssh"])

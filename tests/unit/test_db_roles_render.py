@@ -43,6 +43,7 @@ DB_MODULES = (
     "backup_verify",
     "backup_finalize",
     "backup_mongo",
+    "backup_catalog",
 )
 RUNBOOKS = ("postgres-backup", "postgres-restore", "migration-rollback", "mongo-backup", "mongo-restore")
 
@@ -50,7 +51,12 @@ RUNBOOKS = ("postgres-backup", "postgres-restore", "migration-rollback", "mongo-
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
 
-from ansible_collections.runbook.ops.plugins.module_utils import backup_files, pg_common, pg_decode  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils import (  # noqa: E402
+    backup_check,
+    backup_files,
+    pg_common,
+    pg_decode,
+)
 
 
 def _load(name: str) -> Any:
@@ -74,13 +80,19 @@ MONGO_MAGIC = b"\x6d\xe2\x99\x81"
 # ---------------------------------------------------------------------------------------- shared module_utils
 
 # What each module takes from the module_utils (and nothing else of its own of the same name).
-SHARED_UTILS = {"pg_common": pg_common, "backup_files": backup_files, "pg_decode": pg_decode}
+SHARED_UTILS = {
+    "pg_common": pg_common,
+    "backup_files": backup_files,
+    "pg_decode": pg_decode,
+    "backup_check": backup_check,
+}
 USES = {
     "pg_dump_partial": {"pg_common", "backup_files", "pg_decode"},
     "pg_inspect": {"pg_common"},
     "pg_restore_backup": {"pg_common", "pg_decode"},
     "pg_migration_rollback": {"pg_common"},
-    "backup_verify": {"pg_common", "backup_files", "pg_decode"},
+    "backup_verify": {"backup_check"},
+    "backup_catalog": {"backup_check", "backup_files"},
     "backup_finalize": {"backup_files"},
     "backup_mongo": {"backup_files"},
 }

@@ -1,0 +1,96 @@
+"""`runbook backups status` against the lab's db host: real backups made by the postgres-backup runbook, one then
+damaged on the host; the status must name the newest backup that still verifies and its age."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from runner import lab as lab_module
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = str(ROOT / "inventories" / "lab" / "hosts.yml")
+RUNBOOK = Path(sys.executable).parent / "runbook"
+DB = "rbtest_status"
+ROOT_DIR = "/var/backups/rbtest-status"
+
+
+def pg(dbname: str = "postgres") -> psycopg.Connection[Any]:
+    return psycopg.connect(host="127.0.10.21", user="lab", password="lab", dbname=dbname, autocommit=True)
+
+
+def db_sh(command: str) -> str:
+    proc = subprocess.run(
+        [*lab_module.ssh_argv("db"), "--", command], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def runbook(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RUNBOOK_STATE_DIR": str(state)}
+    return subprocess.run([str(RUNBOOK), *args], capture_output=True, text=True, env=env, timeout=600, check=False)
+
+
+def status(state: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    proc = runbook(state, "backups", "status", "-i", INVENTORY, "--dir", ROOT_DIR, "--format", "json", *args)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.fixture
+def scratch(lab: object) -> Any:
+    with pg() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB}" OWNER lab')
+    with pg(DB) as conn:
+        conn.execute((ROOT / "lab" / "shop-seed.sql").read_text().encode())
+    db_sh(f"rm -rf {ROOT_DIR}")
+    yield
+    with pg() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+    db_sh(f"rm -rf {ROOT_DIR}")
+
+
+def test_status_names_the_newest_backup_that_verifies_and_its_age(scratch: Any, tmp_path: Path) -> None:
+    for _ in range(2):
+        made = runbook(tmp_path, "run", "runbooks/postgres-backup.yml", "-i", INVENTORY, "-p", f"database={DB}",
+                       "-p", f"backup_dir={ROOT_DIR}/{DB}")  # fmt: skip
+        assert made.returncode == 0, made.stdout + made.stderr
+        time.sleep(1.1)  # backup names carry the second they were taken
+    names = sorted(
+        n[: -len(".manifest.json")] for n in db_sh(f"ls {ROOT_DIR}/{DB}").split() if n.endswith(".manifest.json")
+    )
+    assert len(names) == 2
+    older, newest = names
+
+    rc, data = status(tmp_path, "--max-age", "1h")
+    assert rc == 0, data
+    [entry] = data["databases"]
+    assert (entry["host"], entry["database"], entry["verified"], entry["newest_ok"]) == ("db", DB, newest, True)
+    assert 0 <= entry["age_s"] < 3600 and entry["verified_size"] > 0
+
+    db_sh(f"truncate -s 100 {ROOT_DIR}/{DB}/{newest}.dump")
+    rc, data = status(tmp_path, "--max-age", "1h")
+    [entry] = data["databases"]
+    assert rc == 1 and entry["verified"] == older and entry["newest"] == newest and entry["newest_ok"] is False
+    assert "fails verification (size" in entry["problem"], entry["problem"]
+
+    db_sh(f"truncate -s 100 {ROOT_DIR}/{DB}/{older}.dump")
+    rc, data = status(tmp_path)
+    assert (
+        rc == 1 and data["databases"][0]["verified"] == "" and "no backup verifies" in data["databases"][0]["problem"]
+    )
+
+    text = runbook(tmp_path, "backups", "status", "-i", INVENTORY, "--dir", ROOT_DIR)
+    assert text.returncode == 1 and DB in text.stdout and "no backup verifies" in text.stdout
