@@ -55,7 +55,7 @@ def bad_change() -> None:
 
 
 def workers() -> str:
-    return sh("lb", "pgrep -f 'nginx: worker' | sort")
+    return sh("lb", "pgrep -f '^nginx: worker' | sort")
 
 
 def runbook(state: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -33,12 +33,12 @@ def pg(dbname: str = "postgres") -> psycopg.Connection[Any]:
     return psycopg.connect(host="127.0.10.21", user="lab", password="lab", dbname=dbname, autocommit=True)
 
 
-def fingerprint() -> tuple[int, str, int]:
+def fingerprint() -> tuple[int, str, int, int]:
     with pg(DB) as conn:
         orders = conn.execute("SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM orders t").fetchone()
-        wallet = conn.execute("SELECT count(*) FROM wallet").fetchone()
+        wallet = conn.execute("SELECT count(*), sum(balance_cents) FROM wallet").fetchone()
     assert orders is not None and wallet is not None
-    return orders[0], orders[1], wallet[0]
+    return orders[0], orders[1], wallet[0], wallet[1]
 
 
 def lb_status() -> int:
@@ -99,7 +99,7 @@ def test_data_rollback_stops_writes_for_the_restore_only(shop_copy: str, tmp_pat
     assert backed_up.returncode == 0, backed_up.stdout + backed_up.stderr
     good = fingerprint()
     with pg(DB) as conn:
-        conn.execute("DELETE FROM orders WHERE id % 4 = 0; UPDATE wallet SET balance = 0")
+        conn.execute("DELETE FROM orders WHERE id % 4 = 0; UPDATE wallet SET balance_cents = 0")
     assert fingerprint() != good
 
     result, seen = runbook(tmp_path, "data-rollback", "--yes")

@@ -58,7 +58,7 @@ def upstream_servers() -> list[str]:
 
 
 def nginx_workers() -> str:
-    return lb_sh("pgrep -f 'nginx: worker' | sort")
+    return lb_sh("pgrep -f '^nginx: worker' | sort")
 
 
 def runbook(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
