@@ -49,7 +49,7 @@ integration: lab
 	$(VENV)/bin/pytest -q tests/integration
 
 test: lab
-	$(VENV)/bin/pytest -q -rs -p no:cacheprovider tests
+	$(VENV)/bin/pytest -q -rs -p no:cacheprovider --durations=25 tests
 
 drill: lab
 	cd molecule && for s in */; do (cd .. && $(VENV)/bin/molecule test -s $${s%/}) || exit 1; done
