@@ -5,43 +5,20 @@ through the lb."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import urllib.error
-import urllib.request
+import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from labtools import host_sh, latest_report, lb_status, run, step_outputs
 
 from runner import lab as lab_module
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = str(ROOT / "inventories" / "lab" / "hosts.yml")
-RUNBOOK = Path(sys.executable).parent / "runbook"
 SITE = "/etc/nginx/conf.d/runbook-lab.conf"
 UPSTREAM = "/etc/nginx/conf.d/upstream-backend.conf"
 DEAD_PROXY = "127.0.10.99:9"  # nothing listens there: a bad change that nginx accepts
-
-
-def sh(host: str, command: str, stdin: str | None = None) -> str:
-    proc = subprocess.run(
-        [*lab_module.ssh_argv(host), "--", command], input=stdin, capture_output=True, text=True, timeout=60,
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"{command}: {proc.stderr}"
-    return proc.stdout
-
-
-def lb_status() -> int:
-    try:
-        with urllib.request.urlopen("http://127.0.10.41:8080/health", timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+sh = host_sh
 
 
 def bad_change() -> None:
@@ -50,36 +27,12 @@ def bad_change() -> None:
     for _ in range(50):
         if lb_status() == 502:
             return
-        subprocess.run(["sleep", "0.1"], check=True)
+        time.sleep(0.1)
     raise AssertionError("the bad change did not take effect")
 
 
 def workers() -> str:
     return sh("lb", "pgrep -f '^nginx: worker' | sort")
-
-
-def runbook(state: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RUNBOOK_STATE_DIR": str(state)}
-    return subprocess.run(
-        [str(RUNBOOK), "run", f"runbooks/{name}.yml", "-i", INVENTORY, *args],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
-    )  # fmt: skip
-
-
-def report(state: Path) -> dict[str, Any]:
-    path = sorted((state / "runs").glob("*/report.json"), key=lambda p: p.stat().st_mtime)[-1]
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def outputs(state: Path, step: str) -> dict[str, Any]:
-    path = sorted((state / "runs").glob("*/journal.jsonl"), key=lambda p: p.stat().st_mtime)[-1]
-    found: dict[str, Any] = {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        if entry.get("kind") == "step_result" and entry.get("step_id") == step:
-            found = entry.get("outputs") or {}
-    return found
 
 
 @pytest.fixture
@@ -90,54 +43,54 @@ def clean_lab(lab: object) -> object:
 
 def test_config_snapshot_then_rollback_validated_before_activation(clean_lab: object, tmp_path: Path) -> None:
     good_site = sh("lb", f"cat {SITE}")
-    taken = runbook(tmp_path, "config-snapshot")
+    taken = run(tmp_path, "config-snapshot")
     assert taken.returncode == 0, taken.stdout + taken.stderr
-    snap = outputs(tmp_path, "snapshot")
+    snap = step_outputs(tmp_path, "snapshot")
     assert snap["good"] is True and snap["version"]
     manifest = json.loads(sh("lb", f"cat /var/lib/runbook/config/nginx-site/{snap['version']}/manifest.json"))
     assert [f["path"] for f in manifest["files"]] == [SITE]
 
     bad_change()
-    rolled = runbook(tmp_path, "config-rollback")
+    rolled = run(tmp_path, "config-rollback")
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert sh("lb", f"cat {SITE}") == good_site
     assert lb_status() == 200
-    restored = outputs(tmp_path, "restore")
+    restored = step_outputs(tmp_path, "restore")
     assert restored["config_after"] == snap["version"] and restored["safety_snapshot"] == restored["config_before"]
     assert DEAD_PROXY in sh("lb", f"cat /var/lib/runbook/config/nginx-site/{restored['config_before']}/files{SITE}")
 
-    again = runbook(tmp_path, "config-rollback")
-    assert again.returncode == 0 and outputs(tmp_path, "restore")["changed"] is False
+    again = run(tmp_path, "config-rollback")
+    assert again.returncode == 0 and step_outputs(tmp_path, "restore")["changed"] is False
 
     # nginx -t rejects the configuration as a whole: nothing is activated, the files stay as they were
     bad_change()
     broken_site, running = sh("lb", f"cat {SITE}"), workers()
     sh("lb", "echo 'not nginx configuration' > /etc/nginx/conf.d/zz-broken.conf")
     try:
-        refused = runbook(tmp_path, "config-rollback")
+        refused = run(tmp_path, "config-rollback")
     finally:
         sh("lb", "rm -f /etc/nginx/conf.d/zz-broken.conf")
     assert refused.returncode == 3, refused.stdout + refused.stderr  # not restored: the lb still proxies nowhere
-    step = next(s for s in report(tmp_path)["steps"] if s["id"] == "restore")
+    step = next(s for s in latest_report(tmp_path)["steps"] if s["id"] == "restore")
     assert step["status"] == "failed" and "rejects snapshot" in step["message"], step
     assert sh("lb", f"cat {SITE}") == broken_site and workers() == running
 
-    fixed = runbook(tmp_path, "config-rollback")
+    fixed = run(tmp_path, "config-rollback")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert lb_status() == 200
 
 
 def test_emergency_rollback_within_two_minutes(clean_lab: object, tmp_path: Path) -> None:
-    assert runbook(tmp_path, "config-snapshot").returncode == 0
-    assert runbook(tmp_path, "blue-green-rollback", "-p", "to=green").returncode == 0
+    assert run(tmp_path, "config-snapshot").returncode == 0
+    assert run(tmp_path, "blue-green-rollback", "-p", "to=green").returncode == 0
     bad_change()
     script = "".join(f"SET page:{i} stale\n" for i in range(300))
     sh("db", "redis-cli -h 127.0.10.21 -n 0 >/dev/null", stdin=script)
     assert sh("db", "redis-cli -h 127.0.10.21 -n 0 DBSIZE").strip() == "300"
 
-    result = runbook(tmp_path, "emergency-rollback")
+    result = run(tmp_path, "emergency-rollback")
     assert result.returncode == 0, result.stdout + result.stderr
-    data = report(tmp_path)
+    data = latest_report(tmp_path)
     assert data["status"] == "succeeded" and data["budget_s"] == 120 and data["budget_met"] is True
     assert data["duration_s"] < 120
     assert data["hosts"]["lb"] == {"version_before": "green", "version_after": "blue"}

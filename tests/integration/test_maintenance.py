@@ -4,26 +4,18 @@ outside: psql on the database, and a poller sending GET /health through the lb e
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-
-from runner import lab as lab_module
+from labtools import ROOT, host_sh, lb_status, run
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = str(ROOT / "inventories" / "lab" / "hosts.yml")
-RUNBOOK = Path(sys.executable).parent / "runbook"
 SEED = ROOT / "lab" / "shop-seed.sql"
 DB = "rbtest_dr"
 BACKUP_DIR = f"/var/backups/rbtest/{DB}"
@@ -39,14 +31,6 @@ def fingerprint() -> tuple[int, str, int, int]:
         wallet = conn.execute("SELECT count(*), sum(balance_cents) FROM wallet").fetchone()
     assert orders is not None and wallet is not None
     return orders[0], orders[1], wallet[0], wallet[1]
-
-
-def lb_status() -> int:
-    try:
-        with urllib.request.urlopen("http://127.0.10.41:8080/health", timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
 
 
 class Poller(threading.Thread):
@@ -65,15 +49,11 @@ class Poller(threading.Thread):
 
 
 def runbook(state: Path, name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], list[int]]:
-    env = {**os.environ, "RUNBOOK_STATE_DIR": str(state)}
+    """The run, and the statuses the service answered through the lb while it went on."""
     poller = Poller()
     poller.start()
     try:
-        result = subprocess.run(
-            [str(RUNBOOK), "run", f"runbooks/{name}.yml", "-i", INVENTORY, "-p", f"database={DB}",
-             "-p", f"backup_dir={BACKUP_DIR}", *args],
-            capture_output=True, text=True, env=env, timeout=600, check=False,
-        )  # fmt: skip
+        result = run(state, name, "-p", f"database={DB}", "-p", f"backup_dir={BACKUP_DIR}", *args)
     finally:
         poller.done.set()
         poller.join()
@@ -91,7 +71,7 @@ def shop_copy(lab: object) -> Any:
     with pg() as conn:
         for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (DB + "%",)).fetchall():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    subprocess.run([*lab_module.ssh_argv("db"), "--", f"rm -rf {BACKUP_DIR}"], check=False, timeout=60)
+    host_sh("db", f"rm -rf {BACKUP_DIR}")
 
 
 def test_data_rollback_stops_writes_for_the_restore_only(shop_copy: str, tmp_path: Path) -> None:
@@ -117,10 +97,7 @@ def test_data_rollback_stops_writes_for_the_restore_only(shop_copy: str, tmp_pat
 def test_a_refused_backup_never_stops_the_service(shop_copy: str, tmp_path: Path) -> None:
     backed_up, _ = runbook(tmp_path, "postgres-backup")
     assert backed_up.returncode == 0
-    subprocess.run(
-        [*lab_module.ssh_argv("db"), "--", f"truncate -s 100 $(ls {BACKUP_DIR}/*.dump | tail -1)"],
-        check=True, timeout=60,
-    )  # fmt: skip
+    host_sh("db", f"truncate -s 100 $(ls {BACKUP_DIR}/*.dump | tail -1)")
     before = fingerprint()
     result, seen = runbook(tmp_path, "data-rollback", "--yes")
     assert result.returncode == 1, result.stdout + result.stderr  # failed, service verified as it was

@@ -4,52 +4,31 @@ answers through the lb on 127.0.10.41:8080."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
+from labtools import LB_HEALTH, get_json, host_sh, latest_report, run, step_statuses
 
 from runner import lab as lab_module
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = str(ROOT / "inventories" / "lab" / "hosts.yml")
-RUNBOOK = Path(sys.executable).parent / "runbook"
 UPSTREAM_FILE = "/etc/nginx/conf.d/upstream-backend.conf"
 BLUE, GREEN = "127.0.10.11:8080", "127.0.10.12:8080"
-
-
-def get(url: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 def through_lb(times: int = 20) -> set[tuple[int, str]]:
     """What the service answers through the lb, over `times` requests (the upstream balances between servers)."""
     answers = set()
     for _ in range(times):
-        status, body = get("http://127.0.10.41:8080/health")
+        status, body = get_json(LB_HEALTH)
         answers.add((status, str(body.get("version"))))
     return answers
 
 
 def lb_sh(command: str) -> str:
-    proc = subprocess.run(
-        [*lab_module.ssh_argv("lb"), "--", command], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return host_sh("lb", command)
 
 
 def upstream_servers() -> list[str]:
@@ -59,23 +38,6 @@ def upstream_servers() -> list[str]:
 
 def nginx_workers() -> str:
     return lb_sh("pgrep -f '^nginx: worker' | sort")
-
-
-def runbook(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RUNBOOK_STATE_DIR": str(state)}
-    return subprocess.run(
-        [str(RUNBOOK), "run", *args, "-i", INVENTORY], capture_output=True, text=True, env=env, timeout=600, check=False
-    )
-
-
-def latest_report(state: Path) -> dict[str, Any]:
-    reports = sorted((state / "runs").glob("*/report.json"), key=lambda p: p.stat().st_mtime)
-    data: dict[str, Any] = json.loads(reports[-1].read_text())
-    return data
-
-
-def steps_of(report: dict[str, Any]) -> dict[str, str]:
-    return {f"{s['phase']}:{s['id']}@{s['host']}": s["status"] for s in report["steps"]}
 
 
 @pytest.fixture
@@ -89,23 +51,23 @@ def test_blue_green_switches_deploys_and_switches_back(clean_lab: object, tmp_pa
     assert sorted(upstream_servers()) == [BLUE, GREEN]  # the lab starts balancing over both
 
     # a dry run moves nothing
-    dry = runbook(state, "runbooks/blue-green-rollback.yml", "-p", "to=blue", "--check")
+    dry = run(state, "blue-green-rollback", "-p", "to=blue", "--check")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert sorted(upstream_servers()) == [BLUE, GREEN]
 
     # traffic to blue only
-    first = runbook(state, "runbooks/blue-green-rollback.yml", "-p", "to=blue")
+    first = run(state, "blue-green-rollback", "-p", "to=blue")
     assert first.returncode == 0, first.stdout + first.stderr
     assert upstream_servers() == [BLUE]
     assert latest_report(state)["hosts"]["lb"] == {"version_before": None, "version_after": "blue"}
 
     # a good release on green, checked there, then the traffic
-    deploy = runbook(state, "runbooks/blue-green-deploy.yml", "-p", "colour=green", "-p", "version=v1")
+    deploy = run(state, "blue-green-deploy", "-p", "colour=green", "-p", "version=v1")
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     assert upstream_servers() == [GREEN]
     report = latest_report(state)
     assert report["hosts"]["lb"] == {"version_before": "blue", "version_after": "green"}
-    assert "main:deploy@app1" not in steps_of(report) or steps_of(report)["main:deploy@app1"] == "skipped"
+    assert "main:deploy@app1" not in step_statuses(report) or step_statuses(report)["main:deploy@app1"] == "skipped"
     assert through_lb() == {(200, "v1")}
 
     # green breaks under traffic (the broken v2 put in place without a health wait): the SEV1 switch back to blue
@@ -122,29 +84,29 @@ def test_blue_green_switches_deploys_and_switches_back(clean_lab: object, tmp_pa
             """
         )
     )
-    assert runbook(state, str(breaker)).returncode == 0
+    assert run(state, str(breaker)).returncode == 0
     assert through_lb() == {(500, "v2")}
-    rollback = runbook(state, "runbooks/blue-green-rollback.yml", "-p", "to=blue")
+    rollback = run(state, "blue-green-rollback", "-p", "to=blue")
     assert rollback.returncode == 0, rollback.stdout + rollback.stderr
     assert upstream_servers() == [BLUE]
     assert through_lb() == {(200, "v1")}
     blue_file = lb_sh(f"cat {UPSTREAM_FILE}")
 
     # sending the traffic to the broken colour fails its check through the lb: switched back to the very same file
-    wrong = runbook(state, "runbooks/blue-green-rollback.yml", "-p", "to=green")
+    wrong = run(state, "blue-green-rollback", "-p", "to=green")
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
     report = latest_report(state)
     assert report["status"] == "rolled_back"
-    steps = steps_of(report)
+    steps = step_statuses(report)
     assert steps["main:switch@lb"] == "succeeded" and steps["main:verify@lb"] == "failed"
     assert steps["on_failure:switch-back@lb"] == "succeeded" and steps["on_failure:verify-after@lb"] == "succeeded"
     assert lb_sh(f"cat {UPSTREAM_FILE}") == blue_file
     assert through_lb() == {(200, "v1")}
 
     # a blue/green deploy whose release fails on the idle colour never moves the traffic
-    failed = runbook(state, "runbooks/blue-green-deploy.yml", "-p", "colour=green", "-p", "version=v2")
+    failed = run(state, "blue-green-deploy", "-p", "colour=green", "-p", "version=v2")
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    steps = steps_of(latest_report(state))
+    steps = step_statuses(latest_report(state))
     assert steps["main:verify-idle@app2"] == "failed"
     assert steps.get("on_failure:switch-back@lb") in (None, "skipped")
     assert lb_sh(f"cat {UPSTREAM_FILE}") == blue_file
@@ -156,7 +118,7 @@ def test_a_configuration_nginx_rejects_moves_no_traffic(clean_lab: object, tmp_p
     before, workers = lb_sh(f"cat {UPSTREAM_FILE}"), nginx_workers()
     lb_sh("echo 'this is not nginx configuration' > /etc/nginx/conf.d/zz-broken.conf")
     try:
-        result = runbook(state, "runbooks/blue-green-rollback.yml", "-p", "to=green")
+        result = run(state, "blue-green-rollback", "-p", "to=green")
     finally:
         lb_sh("rm -f /etc/nginx/conf.d/zz-broken.conf")
     assert result.returncode == 1, result.stdout + result.stderr  # failed, and the service verified as it was

@@ -1,36 +1,21 @@
 """`runbook backups status`: the catalog module on real backup directories (made by backup_finalize, as the roles
-make them) and the status logic on its answers; the lab run is in tests/integration/test_backups_status.py."""
+make them) and the status logic on its answers; the lab run is in tests/integration/test_backups_status_lab.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opsmodule import load
 
 from runner import backups
 
 ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = ROOT / "runner" / "collections"
-MODULES = COLLECTIONS / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"runbook_ops_status_{name}", MODULES / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-catalog_mod = _load("backup_catalog")
-finalize_mod = _load("backup_finalize")
+catalog_mod = load("backup_catalog")
+finalize_mod = load("backup_finalize")
 
 
 def make_backup(directory: Path, database: str, name: str, payload: bytes) -> Path:

@@ -3,26 +3,16 @@ that log their calls and pass or fail on demand (nginx on the lab's lb: tests/in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opsmodule import load
 
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = ROOT / "runner" / "collections"
-MODULE = COLLECTIONS / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules" / "config_files.py"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-spec = importlib.util.spec_from_file_location("runbook_ops_config_files", MODULE)
-assert spec and spec.loader
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
+mod = load("config_files")
 
 
 @pytest.fixture

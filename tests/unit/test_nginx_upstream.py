@@ -3,25 +3,15 @@ record their calls and pass or fail on demand (the real nginx is exercised in te
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opsmodule import load
 
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = ROOT / "runner" / "collections"
-MODULE = COLLECTIONS / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules" / "nginx_upstream.py"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-spec = importlib.util.spec_from_file_location("runbook_ops_nginx_upstream", MODULE)
-assert spec and spec.loader
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
+mod = load("nginx_upstream")
 
 COLOURS = {"blue": ["127.0.10.11:8080"], "green": ["127.0.10.12:8080"]}
 LAB_FILE = """# The app servers behind the lab load balancer.

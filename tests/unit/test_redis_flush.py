@@ -4,26 +4,15 @@ dicts (the real Redis of the lab is exercised in tests/integration/test_cache.py
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import socketserver
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from opsmodule import load
 
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = ROOT / "runner" / "collections"
-MODULE = COLLECTIONS / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules" / "redis_flush.py"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-spec = importlib.util.spec_from_file_location("runbook_ops_redis_flush", MODULE)
-assert spec and spec.loader
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
+mod = load("redis_flush")
 
 
 def encode(value: Any) -> bytes:

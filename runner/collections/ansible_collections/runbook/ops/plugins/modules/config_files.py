@@ -70,7 +70,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
 try:
     from ansible.module_utils.basic import AnsibleModule
@@ -78,6 +77,7 @@ except ImportError:  # imported as a plain library (tests): stdlib only
     AnsibleModule = None
 
 from ansible_collections.runbook.ops.plugins.module_utils.backup_files import fsync_path, write_atomic
+from ansible_collections.runbook.ops.plugins.module_utils.live_files import put_file, run_command
 
 SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VERSION = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
@@ -238,26 +238,6 @@ def snapshot(params, check_mode=False):
             "msg": "snapshot %s of %s: %d files%s" % (version, store.name, len(paths), as_good)}
 
 
-def run_command(argv):
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        return 127, str(exc)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace").strip()
-
-
-def put(path, data, mode, uid, gid):
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        os.makedirs(parent, 0o755)
-    write_atomic(path, data)
-    os.chmod(path, mode)
-    try:
-        os.chown(path, uid, gid)
-    except OSError:
-        pass  # not root: the file keeps this user's ownership
-
-
 def current_of(paths):
     """The live files among `paths` (one that does not exist is left out: a restore creates it)."""
     return read_current([p for p in sorted(paths) if os.path.exists(p)])
@@ -315,12 +295,12 @@ def restore(params, check_mode=False):
         for path in copies:
             if path in current:
                 data, st = current[path]
-                put(path, data, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+                put_file(path, data, st.st_mode & 0o7777, st.st_uid, st.st_gid)
             elif os.path.exists(path):
                 os.unlink(path)
 
     for path, (data, entry) in sorted(copies.items()):
-        put(path, data, int(entry["mode"], 8), entry["uid"], entry["gid"])
+        put_file(path, data, int(entry["mode"], 8), entry["uid"], entry["gid"])
     if params.get("validate_command"):
         rc, out = run_command(params["validate_command"])
         if rc != 0:

@@ -59,7 +59,6 @@ import datetime
 import json
 import os
 import re
-import subprocess
 
 try:
     from ansible.module_utils.basic import AnsibleModule
@@ -67,6 +66,7 @@ except ImportError:  # imported as a plain library (tests): stdlib only
     AnsibleModule = None
 
 from ansible_collections.runbook.ops.plugins.module_utils.backup_files import fsync_path, safe_file_part, write_atomic
+from ansible_collections.runbook.ops.plugins.module_utils.live_files import put_file, run_command
 
 SERVER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):[0-9]{1,5}$")
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -133,17 +133,8 @@ def load_state(path):
     return data if isinstance(data, dict) else {}
 
 
-def run_command(argv):
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        return 127, str(exc)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace").strip()
-
-
 def write_keeping_mode(path, text, mode):
-    write_atomic(path, text.encode("utf-8"))
-    os.chmod(path, mode)
+    put_file(path, text.encode("utf-8"), mode)
 
 
 def switch(params, check_mode=False):

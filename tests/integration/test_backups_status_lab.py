@@ -4,23 +4,16 @@ damaged on the host; the status must name the newest backup that still verifies 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-
-from runner import lab as lab_module
+from labtools import INVENTORY, ROOT, host_sh, run, runbook_cli
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = str(ROOT / "inventories" / "lab" / "hosts.yml")
-RUNBOOK = Path(sys.executable).parent / "runbook"
 DB = "rbtest_status"
 ROOT_DIR = "/var/backups/rbtest-status"
 
@@ -30,20 +23,11 @@ def pg(dbname: str = "postgres") -> psycopg.Connection[Any]:
 
 
 def db_sh(command: str) -> str:
-    proc = subprocess.run(
-        [*lab_module.ssh_argv("db"), "--", command], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def runbook(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RUNBOOK_STATE_DIR": str(state)}
-    return subprocess.run([str(RUNBOOK), *args], capture_output=True, text=True, env=env, timeout=600, check=False)
+    return host_sh("db", command)
 
 
 def status(state: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    proc = runbook(state, "backups", "status", "-i", INVENTORY, "--dir", ROOT_DIR, "--format", "json", *args)
+    proc = runbook_cli(state, "backups", "status", "-i", INVENTORY, "--dir", ROOT_DIR, "--format", "json", *args)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -64,8 +48,7 @@ def scratch(lab: object) -> Any:
 
 def test_status_names_the_newest_backup_that_verifies_and_its_age(scratch: Any, tmp_path: Path) -> None:
     for _ in range(2):
-        made = runbook(tmp_path, "run", "runbooks/postgres-backup.yml", "-i", INVENTORY, "-p", f"database={DB}",
-                       "-p", f"backup_dir={ROOT_DIR}/{DB}")  # fmt: skip
+        made = run(tmp_path, "postgres-backup", "-p", f"database={DB}", "-p", f"backup_dir={ROOT_DIR}/{DB}")
         assert made.returncode == 0, made.stdout + made.stderr
         time.sleep(1.1)  # backup names carry the second they were taken
     names = sorted(
@@ -92,5 +75,5 @@ def test_status_names_the_newest_backup_that_verifies_and_its_age(scratch: Any, 
         rc == 1 and data["databases"][0]["verified"] == "" and "no backup verifies" in data["databases"][0]["problem"]
     )
 
-    text = runbook(tmp_path, "backups", "status", "-i", INVENTORY, "--dir", ROOT_DIR)
+    text = runbook_cli(tmp_path, "backups", "status", "-i", INVENTORY, "--dir", ROOT_DIR)
     assert text.returncode == 1 and DB in text.stdout and "no backup verifies" in text.stdout
