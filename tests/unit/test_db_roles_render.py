@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opsmodule import load as _load
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / "runner" / "collections"
@@ -57,15 +57,6 @@ from ansible_collections.runbook.ops.plugins.module_utils import (  # noqa: E402
     pg_common,
     pg_decode,
 )
-
-
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"runbook_ops_db_{name}", MODULES / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 mongo = _load("backup_mongo")
 verify_mod = _load("backup_verify")

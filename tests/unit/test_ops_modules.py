@@ -11,31 +11,16 @@ from __future__ import annotations
 
 import copy
 import http.server
-import importlib.util
 import json
 import multiprocessing
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opsmodule import load as _load
 
 ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = ROOT / "runner" / "collections"
-MODULES = COLLECTIONS / "ansible_collections" / "runbook" / "ops" / "plugins" / "modules"
-
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"runbook_ops_{name}", MODULES / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 swap = _load("container_swap")
 ledger_mod = _load("release_ledger")
