@@ -13,8 +13,7 @@ from typing import Any
 
 from runner.durations import format_seconds, parse_time
 from runner.errors import ExecutionError
-from runner.execute import prepare_private_dir, run_playbook
-from runner.paths import COLLECTIONS_DIR
+from runner.execute import prepare_private_dir, run_playbook, service_ansible_cfg
 from runner.yamldump import dump, mark_unsafe
 
 CATALOG_TASK = "Survey the backups"
@@ -139,15 +138,6 @@ def _playbook(pattern: str) -> str:
     return dump([play], "# backups status: rendered by runbook-runner\n")
 
 
-def _ansible_cfg() -> str:
-    return (
-        f"[defaults]\ncollections_path = {COLLECTIONS_DIR}\ngathering = explicit\nforks = 25\n"
-        "interpreter_python = auto_silent\nretry_files_enabled = False\ntimeout = 20\n\n"
-        "[ssh_connection]\npipelining = True\n"
-        "ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15\n"
-    )
-
-
 def status(
     inventory: Path,
     hosts: str = "db",
@@ -165,7 +155,8 @@ def status(
             "runbook_backup_dirs": mark_unsafe(list(dirs or DEFAULT_DIRS)),
             "runbook_backup_decode": decode,
         }
-        prepare_private_dir(base, {"status.yml": _playbook(hosts), "ansible.cfg": _ansible_cfg()}, dump(extravars))
+        project = {"status.yml": _playbook(hosts), "ansible.cfg": service_ansible_cfg()}
+        prepare_private_dir(base, project, dump(extravars))
         events = CatalogEvents()
         outcome = run_playbook(base, "status.yml", inventory, events, limit=limit)
         if not events.answers and not events.errors:

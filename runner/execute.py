@@ -70,6 +70,26 @@ def ansible_env(config: Path, roles_paths: list[Path] | None = None) -> dict[str
     return env
 
 
+def service_ansible_cfg() -> str:
+    """ansible.cfg of the runner's own small playbooks (leases, backups status): collections, no facts, pipelining."""
+    return "\n".join(
+        [
+            "[defaults]",
+            f"collections_path = {COLLECTIONS_DIR}",
+            "gathering = explicit",
+            "forks = 25",
+            "interpreter_python = auto_silent",
+            "retry_files_enabled = False",
+            "timeout = 20",
+            "",
+            "[ssh_connection]",
+            "pipelining = True",
+            "ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15",
+            "",
+        ]
+    )
+
+
 def run_playbook(
     private_dir: Path,
     playbook: str,
@@ -109,4 +129,11 @@ def run_playbook(
     return PlaybookOutcome(status=str(runner.status), rc=int(runner.rc if runner.rc is not None else -1))
 
 
-__all__ = ["PlaybookOutcome", "prepare_private_dir", "run_playbook", "scrub_private_dir", "write_extravars"]
+__all__ = [
+    "PlaybookOutcome",
+    "prepare_private_dir",
+    "run_playbook",
+    "scrub_private_dir",
+    "service_ansible_cfg",
+    "write_extravars",
+]

@@ -28,8 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from runner.errors import ExecutionError, LockHeld
-from runner.execute import ansible_env
-from runner.paths import COLLECTIONS_DIR
+from runner.execute import ansible_env, service_ansible_cfg
 from runner.yamldump import dump, mark_unsafe
 
 DEFAULT_NAME = "host"
@@ -143,25 +142,6 @@ def _playbook(pattern: str, action: str) -> str:
     return dump([play], f"# lease {action}: rendered by runbook-runner\n")
 
 
-def _ansible_cfg() -> str:
-    return "\n".join(
-        [
-            "[defaults]",
-            f"collections_path = {COLLECTIONS_DIR}",
-            "gathering = explicit",
-            "forks = 25",
-            "interpreter_python = auto_silent",
-            "retry_files_enabled = False",
-            "timeout = 20",
-            "",
-            "[ssh_connection]",
-            "pipelining = True",
-            "ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15",
-            "",
-        ]
-    )
-
-
 class LeaseEvents:
     """ansible-runner event handler: what each host answered to the lease task named `task`.
 
@@ -234,7 +214,7 @@ def _run(
         project = base / "project"
         project.mkdir(parents=True)
         (project / "lease.yml").write_text(_playbook(pattern, action), encoding="utf-8")
-        (project / "ansible.cfg").write_text(_ansible_cfg(), encoding="utf-8")
+        (project / "ansible.cfg").write_text(service_ansible_cfg(), encoding="utf-8")
         env = base / "env"
         env.mkdir()
         extravars: dict[str, Any] = {"runbook_lease": mark_unsafe(lease)}

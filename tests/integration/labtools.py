@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from runner import lab as lab_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +79,26 @@ def step_outputs(state: Path, step: str) -> dict[str, Any]:
 def step_statuses(report: dict[str, Any]) -> dict[str, str]:
     """'phase:step@host' -> status."""
     return {f"{s['phase']}:{s['id']}@{s['host']}": s["status"] for s in report["steps"]}
+
+
+def pg(dbname: str = "postgres") -> psycopg.Connection[Any]:
+    """The lab's PostgreSQL on db as its superuser (lab/lab), autocommit."""
+    return psycopg.connect(host="127.0.10.21", user="lab", password="lab", dbname=dbname, autocommit=True)
+
+
+def shop_copy(name: str) -> None:
+    """A fresh database `name` holding the lab's shop seed (orders 1000 rows, wallet 100 rows)."""
+    with pg() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" OWNER lab')
+    with pg(name) as conn:
+        conn.execute((ROOT / "lab" / "shop-seed.sql").read_text().encode())
+
+
+def drop_databases(prefix: str) -> None:
+    """Drop every database whose name starts with `prefix` (what a test and its restores left)."""
+    with pg() as conn:
+        for (name,) in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)
+        ).fetchall():
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

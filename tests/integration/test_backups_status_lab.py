@@ -8,18 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from labtools import INVENTORY, ROOT, host_sh, run, runbook_cli
+from labtools import INVENTORY, drop_databases, host_sh, run, runbook_cli, shop_copy
 
 pytestmark = pytest.mark.lab
 
 DB = "rbtest_status"
 ROOT_DIR = "/var/backups/rbtest-status"
-
-
-def pg(dbname: str = "postgres") -> psycopg.Connection[Any]:
-    return psycopg.connect(host="127.0.10.21", user="lab", password="lab", dbname=dbname, autocommit=True)
 
 
 def db_sh(command: str) -> str:
@@ -34,15 +29,10 @@ def status(state: Path, *args: str) -> tuple[int, dict[str, Any]]:
 
 @pytest.fixture
 def scratch(lab: object) -> Any:
-    with pg() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB}" OWNER lab')
-    with pg(DB) as conn:
-        conn.execute((ROOT / "lab" / "shop-seed.sql").read_text().encode())
+    shop_copy(DB)
     db_sh(f"rm -rf {ROOT_DIR}")
     yield
-    with pg() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+    drop_databases(DB)
     db_sh(f"rm -rf {ROOT_DIR}")
 
 

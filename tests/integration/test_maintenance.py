@@ -10,19 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from labtools import ROOT, host_sh, lb_status, run
+from labtools import drop_databases, host_sh, lb_status, pg, run, shop_copy
 
 pytestmark = pytest.mark.lab
 
-SEED = ROOT / "lab" / "shop-seed.sql"
 DB = "rbtest_dr"
 BACKUP_DIR = f"/var/backups/rbtest/{DB}"
-
-
-def pg(dbname: str = "postgres") -> psycopg.Connection[Any]:
-    return psycopg.connect(host="127.0.10.21", user="lab", password="lab", dbname=dbname, autocommit=True)
 
 
 def fingerprint() -> tuple[int, str, int, int]:
@@ -61,20 +55,14 @@ def runbook(state: Path, name: str, *args: str) -> tuple[subprocess.CompletedPro
 
 
 @pytest.fixture
-def shop_copy(lab: object) -> Any:
-    with pg() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB}" OWNER lab')
-    with pg(DB) as conn:
-        conn.execute(SEED.read_text().encode())
+def scratch_shop(lab: object) -> Any:
+    shop_copy(DB)
     yield DB
-    with pg() as conn:
-        for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (DB + "%",)).fetchall():
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_databases(DB)
     host_sh("db", f"rm -rf {BACKUP_DIR}")
 
 
-def test_data_rollback_stops_writes_for_the_restore_only(shop_copy: str, tmp_path: Path) -> None:
+def test_data_rollback_stops_writes_for_the_restore_only(scratch_shop: str, tmp_path: Path) -> None:
     backed_up, _ = runbook(tmp_path, "postgres-backup")
     assert backed_up.returncode == 0, backed_up.stdout + backed_up.stderr
     good = fingerprint()
@@ -94,7 +82,7 @@ def test_data_rollback_stops_writes_for_the_restore_only(shop_copy: str, tmp_pat
     assert len(kept) == 1  # the replaced database is the safety copy
 
 
-def test_a_refused_backup_never_stops_the_service(shop_copy: str, tmp_path: Path) -> None:
+def test_a_refused_backup_never_stops_the_service(scratch_shop: str, tmp_path: Path) -> None:
     backed_up, _ = runbook(tmp_path, "postgres-backup")
     assert backed_up.returncode == 0
     host_sh("db", f"truncate -s 100 $(ls {BACKUP_DIR}/*.dump | tail -1)")
