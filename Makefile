@@ -63,7 +63,7 @@ lint: install
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/runner/collections $(VENV)/bin/ansible-lint --profile production roles
 
 docs: install
-	$(PY) -m runner.docs
+	$(PY) -m runner.devtools.docs
 
 clean:
 	rm -rf .state out build *.egg-info

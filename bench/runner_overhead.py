@@ -125,8 +125,9 @@ def phases(marks: dict[str, float]) -> dict[str, float]:
 @contextlib.contextmanager
 def _timers() -> Iterator[dict[str, float]]:
     """Wrap what the runner does around ansible-playbook with timers (restored afterwards)."""
-    from runner import history, lock, report_formats, runflow
-    from runner.journal import Journal
+    from runner.engine import host_leases, runflow
+    from runner.engine.journal import Journal
+    from runner.records import formats, history
 
     totals: dict[str, float] = defaultdict(float)
     undo: list[tuple[Any, str, Any]] = []
@@ -146,14 +147,14 @@ def _timers() -> Iterator[dict[str, float]]:
 
     wrap(runflow, "render_project", "render project")
     wrap(runflow, "prepare_private_dir", "prepare private dir")
-    wrap(lock, "acquire_leases", "lease acquire (playbook of its own)")
-    wrap(lock, "release_leases", "lease release (playbook of its own)")
+    wrap(host_leases, "acquire_leases", "lease acquire (playbook of its own)")
+    wrap(host_leases, "release_leases", "lease release (playbook of its own)")
     wrap(runflow, "run_playbook", "ansible-runner: the rendered playbook(s)")
     wrap(Journal, "append", "journal")
     wrap(history, "record_start", "history")
     wrap(history, "record_end", "history")
     wrap(runflow, "write_report", "report.json/.md")
-    wrap(report_formats, "write_all", "report.html/junit")
+    wrap(formats, "write_all", "report.html/junit")
     try:
         yield totals
     finally:
@@ -166,7 +167,7 @@ def profile_run(
 ) -> dict[str, Any]:
     """One `runbook run` in this process, with the time of each thing the runner does."""
     from runner import api
-    from runner.runflow import RunOptions
+    from runner.engine.runflow import RunOptions
 
     start = time.perf_counter()
     runbook = api.load(runbook_file, roles)

@@ -21,8 +21,8 @@ from typing import Any
 
 from bench.results import update_row, write_json
 from runner import api
+from runner.engine.render import render_project
 from runner.paths import PRODUCT_ROOT, ROLES_DIR
-from runner.render import render_project
 
 NAME = "validate_render"
 GOAL_MS = 20.0

@@ -6,19 +6,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import backups as backup_catalog
-from runner import history as history_db
-from runner import metrics as run_metrics
-from runner import paths, report_formats
+from runner import paths
+from runner.engine import backup_status as backup_catalog
+from runner.engine.inventory import resolve_hosts
+from runner.engine.render import RenderedProject, render_project
+from runner.engine.runflow import RunOptions, RunResult, execute_run
 from runner.errors import Diagnostic, InvalidInput
-from runner.inventory import resolve_hosts
-from runner.loader import load_runbook
-from runner.model import Runbook
-from runner.params import ResolvedParams, load_params_file, parse_assignments, resolve
-from runner.render import RenderedProject, render_project
-from runner.report import load_report, render_markdown
-from runner.runflow import RunOptions, RunResult, execute_run
-from runner.typecheck import ensure_resolved_options
+from runner.language.loader import load_runbook
+from runner.language.model import Runbook
+from runner.language.params import ResolvedParams, load_params_file, parse_assignments, resolve
+from runner.language.typecheck import ensure_resolved_options
+from runner.records import formats
+from runner.records import history as history_db
+from runner.records import metrics as run_metrics
+from runner.records.report import load_report, render_markdown
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ def plan(
     roles_paths: list[Path] | None = None,
     params: ResolvedParams | None = None,
 ) -> Plan:
-    from runner import policy
-    from runner.planning import describe_steps
+    from runner.engine.planning import describe_steps
+    from runner.language import policy
 
     roles_paths = roles_paths or roles_search_path()
     if params is not None:
@@ -127,7 +128,7 @@ def run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunRes
     resolved = resolve_hosts(options.inventory, sorted({s.hosts for s in runbook.steps}), options.limit)
     if not any(resolved.values()):
         raise InvalidInput(
-            f"error: no host in {options.inventory} matches any step's hosts "
+            f"no host in {options.inventory} matches any step's hosts "
             f"({', '.join(sorted({s.hosts for s in runbook.steps}))})"
         )
     return execute_run(runbook, params, options)
@@ -144,8 +145,8 @@ def find_run(run: str, state_dir: Path, *, need_report: bool = True) -> Path:
     if len(matches) == 1 or (matches and matches[-1].name == run):
         return matches[-1]
     if not matches:
-        raise InvalidInput(f"error: no run {run!r} under {runs}")
-    raise InvalidInput(f"error: {run!r} matches several runs: {', '.join(m.name for m in matches[:5])}")
+        raise InvalidInput(f"no run {run!r} under {runs}")
+    raise InvalidInput(f"{run!r} matches several runs: {', '.join(m.name for m in matches[:5])}")
 
 
 def report(run: str, state_dir: Path, fmt: str = "md") -> str:
@@ -157,10 +158,10 @@ def report(run: str, state_dir: Path, fmt: str = "md") -> str:
     if fmt == "md":
         return render_markdown(data)
     if fmt == "html":
-        return report_formats.render_html(data)
+        return formats.render_html(data)
     if fmt == "junit":
-        return report_formats.render_junit(data)
-    raise InvalidInput(f"error: unknown report format {fmt!r} (md, html, json, junit)")
+        return formats.render_junit(data)
+    raise InvalidInput(f"unknown report format {fmt!r} (md, html, json, junit)")
 
 
 def history(state_dir: Path, runbook: str | None = None, since_s: float | None = None) -> list[history_db.RunRow]:
@@ -182,7 +183,7 @@ def backups_status(
 ) -> backup_catalog.BackupsReport:
     """The newest verified backup of every database on the hosts matching `hosts`, with its age."""
     if not Path(inventory).exists():
-        raise InvalidInput(f"error: inventory {inventory} does not exist")
+        raise InvalidInput(f"inventory {inventory} does not exist")
     return backup_catalog.status(Path(inventory), hosts, dirs, max_age_s=max_age_s, decode=decode, limit=limit)
 
 
@@ -195,15 +196,15 @@ def resume(
     params_file: str | None = None,
 ) -> RunResult:
     """Continue a failed or interrupted run: same runbook, params and inventory; recorded outputs reused."""
-    from runner.params import SECRET_MASK
-    from runner.resume import plan_resume, read_state
+    from runner.engine.resume import plan_resume, read_state
+    from runner.language.params import SECRET_MASK
 
     run_dir = find_run(run_ref, options.state_dir, need_report=False)
     state = read_state(run_dir)
     runbook = load_runbook(state.runbook_file, options.roles_paths)
     if state.runbook_sha256 and runbook.sha256 != state.runbook_sha256:
         raise InvalidInput(
-            f"error: {state.runbook_file} changed since run {state.run_id}; start a new run instead of resuming"
+            f"{state.runbook_file} changed since run {state.run_id}; start a new run instead of resuming"
         )
     given = parse_assignments(assignments or [])
     recorded_values = {
@@ -213,7 +214,7 @@ def resume(
     missing_secrets = [n for n in runbook.secret_params if n not in given and n not in file_values]
     if missing_secrets and any(not runbook.params[n].has_default for n in missing_secrets):
         raise InvalidInput(
-            "error: secret params are never recorded; give them again: "
+            "secret params are never recorded; give them again: "
             + " ".join(f"-p {n}=..." for n in sorted(missing_secrets))
         )
     params = resolve(runbook, given, file_values)

@@ -8,14 +8,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from runner import __version__, api, paths
-from runner.durations import format_seconds, parse_duration
+from runner import __version__, api, crash_log, paths
+from runner.console import choose as progress_for
+from runner.console import one_line
+from runner.engine.runflow import RunOptions, is_tty
 from runner.errors import ExitStatus, InvalidInput, RunbookError
-from runner.model import Runbook
-from runner.params import ResolvedParams
-from runner.progress import choose as progress_for
-from runner.progress import one_line
-from runner.runflow import RunOptions, is_tty
+from runner.language.durations import format_seconds, parse_duration
+from runner.language.model import Runbook
+from runner.language.params import ResolvedParams
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -155,11 +155,11 @@ def _since(args: argparse.Namespace) -> float | None:
     try:
         return parse_duration(args.since)
     except ValueError as exc:
-        raise InvalidInput(f"error: --since {exc}") from None
+        raise InvalidInput(f"--since {exc}") from None
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from runner import history
+    from runner.records import history
 
     rows = api.history(_state_dir(args), args.runbook, _since(args))
     if args.json:
@@ -170,7 +170,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from runner import metrics
+    from runner.records import metrics
 
     report = api.metrics(_state_dir(args), args.runbook, _since(args))
     if args.format == "prometheus":
@@ -183,23 +183,23 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_backups(args: argparse.Namespace) -> int:
-    from runner import backups
+    from runner.engine import backup_status
 
     max_age = None
     if args.max_age:
         try:
             max_age = parse_duration(args.max_age)
         except ValueError as exc:
-            raise InvalidInput(f"error: --max-age {exc}") from None
+            raise InvalidInput(f"--max-age {exc}") from None
     report = api.backups_status(
         Path(args.inventory), args.hosts, args.dir or None, max_age_s=max_age, decode=args.decode, limit=args.limit
     )
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
     elif args.format == "prometheus":
-        sys.stdout.write(backups.format_prometheus(report))
+        sys.stdout.write(backup_status.format_prometheus(report))
     else:
-        sys.stdout.write(backups.format_text(report))
+        sys.stdout.write(backup_status.format_text(report))
     return 0 if report.ok else 1
 
 
@@ -220,7 +220,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         _print_lab(lab.reset())
     elif args.action == "ssh":
         if not args.host:
-            raise InvalidInput("error: runbook lab ssh HOST [-- CMD...]")
+            raise InvalidInput("runbook lab ssh HOST [-- CMD...]")
         command = [c for c in args.command if c != "--"]
         return lab.ssh(args.host, command)
     return 0
@@ -360,18 +360,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        return int(handler(args))
     except RunbookError as exc:
-        print(
-            str(exc) if str(exc).startswith(("error:", "/")) or ":" in str(exc)[:200] else f"error: {exc}",
-            file=sys.stderr,
-        )
+        print("\n".join(exc.lines()), file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:
-        return 0
+        return ExitStatus.SUCCEEDED
+    except Exception as exc:  # a defect: one line on the terminal, the traceback in a log file
+        log = crash_log.write(_state_dir(args), exc)
+        what = f"{type(exc).__name__}: {one_line(str(exc))}"
+        print(f"error: internal error ({what}); the traceback is in {log}", file=sys.stderr)
+        return ExitStatus.INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -6,21 +6,30 @@ The CLI catches RunbookError in one place and turns it into a message and that s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 
-class ExitStatus:
+class ExitStatus(IntEnum):
     SUCCEEDED = 0
     ROLLED_BACK = 1
     INVALID = 2
     NOT_RESTORED = 3
     LOCKED = 4
+    LAB_UNAVAILABLE = 5
+    INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: a defect of the runner; the traceback is in the state dir's log
     INTERRUPTED = 130
 
 
 class RunbookError(Exception):
-    """Base of every error the product reports to a user (never shown as a traceback)."""
+    """Base of every error the product reports to a user (never shown as a traceback).
+
+    The message is the problem alone; the CLI prefixes each of its lines with `error: ` once, except the lines of
+    diagnostics, which already say `FILE:LINE:COL: error:`."""
 
     exit_status = ExitStatus.INVALID
+
+    def lines(self) -> list[str]:
+        return [f"error: {line}" for line in str(self).splitlines() or [""]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,9 @@ class InvalidInput(RunbookError):
             return "\n".join(str(d) for d in self.diagnostics)
         return super().__str__()
 
+    def lines(self) -> list[str]:
+        return [str(d) for d in self.diagnostics] if self.diagnostics else super().lines()
+
 
 class ApprovalRequired(InvalidInput):
     """A confirm: gate cannot be answered (no TTY and no --yes)."""
@@ -61,18 +73,10 @@ class LockHeld(RunbookError):
     exit_status = ExitStatus.LOCKED
 
 
-class Interrupted(RunbookError):
-    exit_status = ExitStatus.INTERRUPTED
-
-
-class NotRestored(RunbookError):
-    exit_status = ExitStatus.NOT_RESTORED
-
-
 class LabError(RunbookError):
     """The lab cannot be brought up or used; the message says what to install or do."""
 
-    exit_status = ExitStatus.NOT_RESTORED
+    exit_status = ExitStatus.LAB_UNAVAILABLE
 
 
 class ExecutionError(RunbookError):

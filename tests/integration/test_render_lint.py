@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.loader import load_runbook
-from runner.params import resolve
+from runner.engine.render import render_project
+from runner.language.loader import load_runbook
+from runner.language.params import resolve
 from runner.paths import COLLECTIONS_DIR, ROLES_DIR
-from runner.render import render_project
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 VALID = sorted((FIXTURES / "valid").glob("*.yml"))

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from runner import api, report_formats
+from runner import api
+from runner.engine.runflow import RunOptions
 from runner.paths import ROLES_DIR
-from runner.runflow import RunOptions
+from runner.records import formats
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -115,7 +116,7 @@ def run_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any]
     )
     assert result.status == "rolled_back", result.message
     report = json.loads((result.run_dir / "report.json").read_text())
-    written = report_formats.write_all(report, result.run_dir)
+    written = formats.write_all(report, result.run_dir)
     return report, written["html"]
 
 

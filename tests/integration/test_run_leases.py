@@ -17,9 +17,10 @@ from typing import Any
 import ansible_runner
 import pytest
 
-from runner import api, lock, runlease
-from runner.model import Step
-from runner.runflow import RunOptions
+from runner import api
+from runner.engine import host_leases, run_leases
+from runner.engine.runflow import RunOptions
+from runner.language.model import Step
 
 LOCAL = 'ansible_connection: local, ansible_python_interpreter: "{{ ansible_playbook_python }}"'
 
@@ -167,7 +168,7 @@ def test_a_held_host_stops_every_step_on_every_host_with_exit_4(
     tmp_path: Path, roles_paths: list[Path], playbook_calls: list[str]
 ) -> None:
     hold(tmp_path, "h2", "other-run", os.getpid())  # alive: this very process
-    with pytest.raises(lock.LeaseHeld) as caught:
+    with pytest.raises(host_leases.LeaseHeld) as caught:
         run(tmp_path, roles_paths, runbook_text(), assume_yes=True)
     assert caught.value.exit_status == 4
     assert caught.value.holders["h2"] is not None and caught.value.holders["h2"]["run_id"] == "other-run"
@@ -245,7 +246,7 @@ def test_when_the_first_step_asks_an_operator_the_leases_come_first(
 
     asked.clear()
     hold(tmp_path, "h1", "other-run", os.getpid())
-    with pytest.raises(lock.LeaseHeld):
+    with pytest.raises(host_leases.LeaseHeld):
         run(tmp_path, roles_paths, runbook_text(gate_first=True), approver=approver)
     assert asked == []  # nobody is asked to approve a step on a host another run holds
 
@@ -253,10 +254,10 @@ def test_when_the_first_step_asks_an_operator_the_leases_come_first(
 def test_renewals_extend_the_leases_the_calls_took(tmp_path: Path) -> None:
     hosts = inventory(tmp_path)
     for host in ("h1", "h2"):
-        lock.acquire_leases(hosts, host, "run-r", 3)
+        host_leases.acquire_leases(hosts, host, "run-r", 3)
     before = {h: lease_of(tmp_path, h) for h in ("h1", "h2")}
-    leases = runlease.RunLeases(hosts, ["h1", "h2"], "run-r", 3)
-    leases.took(lock.HostLease(host="h1", ok=True, acquired=True))  # as the acquire play's event says
+    leases = run_leases.RunLeases(hosts, ["h1", "h2"], "run-r", 3)
+    leases.took(host_leases.HostLease(host="h1", ok=True, acquired=True))  # as the acquire play's event says
     leases.start_renewals()  # every ttl/3, at least 1 s
     try:
         deadline = time.monotonic() + 60

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runner import api
+from runner.engine.runflow import RunOptions
 from runner.errors import ApprovalRequired
-from runner.runflow import RunOptions
 
 HOSTILE = "{{ lookup('pipe','touch /tmp/runbook-pwned') }}; x; $(id) `id` rm -rf /"
 

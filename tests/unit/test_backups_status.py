@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from opsmodule import load
 
-from runner import backups
+from runner.engine import backup_status
 
 ROOT = Path(__file__).resolve().parents[2]
 catalog_mod = load("backup_catalog")
@@ -63,33 +63,33 @@ def answer(finished: str, *, newest_ok: bool = True) -> dict[str, Any]:
 def test_age_and_problems() -> None:
     now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     two_hours = (now - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    fresh = backups.states_from("db", [answer(two_hours)], now)[0]
+    fresh = backup_status.states_from("db", [answer(two_hours)], now)[0]
     assert fresh.age_s == 7200.0 and fresh.problem(86400) == "" and fresh.problem(None) == ""
     assert "more than 1h00m" in fresh.problem(3600)
-    bad_newest = backups.states_from("db", [answer(two_hours, newest_ok=False)], now)[0]
+    bad_newest = backup_status.states_from("db", [answer(two_hours, newest_ok=False)], now)[0]
     assert "fails verification (size: truncated)" in bad_newest.problem(86400)
-    none = backups.states_from("db", [{"dir": "/b/x", "database": "x", "newest": None, "verified": None}], now)[0]
+    none = backup_status.states_from("db", [{"dir": "/b/x", "database": "x", "newest": None, "verified": None}], now)[0]
     assert none.problem(None) == "no finished backup"
 
-    report = backups.BackupsReport(databases=[fresh], max_age_s=86400)
+    report = backup_status.BackupsReport(databases=[fresh], max_age_s=86400)
     assert report.ok
-    assert not backups.BackupsReport(databases=[fresh], max_age_s=3600).ok
-    assert not backups.BackupsReport(databases=[fresh], host_errors={"db2": "unreachable"}).ok
-    assert not backups.BackupsReport().ok  # nothing found is not fine
+    assert not backup_status.BackupsReport(databases=[fresh], max_age_s=3600).ok
+    assert not backup_status.BackupsReport(databases=[fresh], host_errors={"db2": "unreachable"}).ok
+    assert not backup_status.BackupsReport().ok  # nothing found is not fine
     data = json.loads(json.dumps(report.to_dict()))
     assert data["databases"][0]["verified"] == "shop-1" and data["databases"][0]["problem"] == ""
-    text = backups.format_text(report)
+    text = backup_status.format_text(report)
     assert "shop-1" in text and "2h00m" in text and text.splitlines()[1].endswith("ok")
-    prom = backups.format_prometheus(report)
+    prom = backup_status.format_prometheus(report)
     assert 'runbook_backup_verified_age_seconds{host="db",database="shop",kind="postgres"} 7200.0' in prom
     assert 'runbook_backup_verified{host="db",database="shop",kind="postgres"} 1' in prom
 
 
 def test_events_give_each_hosts_answer_or_its_error() -> None:
-    events = backups.CatalogEvents()
+    events = backup_status.CatalogEvents()
     found = {"databases": [answer("2026-12-01T10:00:00.000000Z")]}
-    ok = {"event": "runner_on_ok", "event_data": {"host": "db", "task": backups.CATALOG_TASK, "res": found}}
-    down = {"event": "runner_on_unreachable", "event_data": {"host": "db2", "task": backups.CATALOG_TASK,
+    ok = {"event": "runner_on_ok", "event_data": {"host": "db", "task": backup_status.CATALOG_TASK, "res": found}}
+    down = {"event": "runner_on_unreachable", "event_data": {"host": "db2", "task": backup_status.CATALOG_TASK,
                                                              "res": {"msg": "ssh: connect refused"}}}  # fmt: skip
     for event in (ok, down, {"event": "playbook_on_stats", "event_data": {}}):
         assert events(event) is True

@@ -1,4 +1,5 @@
-"""Generated docs: docs/runbook-reference.md and roles/*/README.md match their sources (run `python -m runner.docs`)."""
+"""Generated docs: docs/runbook-reference.md and roles/*/README.md match their sources
+(run `python -m runner.devtools.docs`)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner import docs
-from runner.loader import load_runbook_text
+from runner.devtools import docs
+from runner.language.loader import load_runbook_text
+from runner.language.role_specs import load_role
 from runner.paths import PRODUCT_ROOT, ROLES_DIR
-from runner.roles import load_role
 
 FIXTURE_ROLES = Path(__file__).resolve().parent.parent / "fixtures" / "roles"
 
 
 def test_generated_docs_are_current() -> None:
     stale = [str(p.relative_to(PRODUCT_ROOT)) for p in docs.stale_files()]
-    assert not stale, f"stale generated docs, run `python -m runner.docs`: {', '.join(stale)}"
+    assert not stale, f"stale generated docs, run `python -m runner.devtools.docs`: {', '.join(stale)}"
 
 
 def test_every_role_has_a_readme_and_the_reference_names_it() -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from runner import api, cli
 from runner.errors import Diagnostic
-from runner.loader import INTERNAL_ERROR
+from runner.language.loader import INTERNAL_ERROR
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ROLES = FIXTURES / "roles"

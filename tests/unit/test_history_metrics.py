@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner import history, metrics
+from runner.records import history, metrics
 
 T0 = datetime(2026, 1, 15, 10, 0, 0, tzinfo=UTC)
 
@@ -410,7 +410,7 @@ def test_metrics_to_dict_is_json(synthetic: Path) -> None:
 
 
 def test_history_module_is_importable_without_side_effects(tmp_path: Path) -> None:
-    code = "import runner.history, runner.metrics; print('ok')"
+    code = "import runner.records.history, runner.records.metrics; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout.strip() == "ok"
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,5 @@
-"""The lease lock: the module's logic on a temporary directory (racing processes), then runner.lock through
+"""The lease lock: the module's logic on a temporary directory (racing processes), then
+runner.engine.host_leases through
 ansible-runner on two local hosts (no lab)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runner import lock
+from runner.engine import host_leases
 from runner.errors import LockHeld
 from runner.paths import COLLECTIONS_DIR
 
@@ -190,7 +191,7 @@ def test_100_racing_runs_one_holder_at_a_time(tmp_path: Path) -> None:
     assert not (locks / "host.json").exists()
 
 
-# ---------------------------------------------------------------- runner.lock through ansible-runner
+# ---------------------------------------------------------------- runner.engine.host_leases through ansible-runner
 
 
 @pytest.fixture
@@ -207,25 +208,25 @@ def two_hosts(tmp_path: Path) -> Path:
 
 
 def test_acquire_leases_names_the_holder_and_releases_what_it_took(two_hosts: Path, tmp_path: Path) -> None:
-    first = lock.acquire_leases(two_hosts, "h1", "run-a", 300, owner="alice@control")
+    first = host_leases.acquire_leases(two_hosts, "h1", "run-a", 300, owner="alice@control")
     assert first.acquired == ["h1"]
     assert json.loads((tmp_path / "h1" / "host.json").read_text())["pid"] == os.getpid()
 
     with pytest.raises(LockHeld) as caught:
-        lock.acquire_leases(two_hosts, "app", "run-b", 300, owner="bob@control")
+        host_leases.acquire_leases(two_hosts, "app", "run-b", 300, owner="bob@control")
     message = str(caught.value)
     assert "h1: held by run run-a (alice@control" in message and f"pid {os.getpid()}" in message
     assert caught.value.exit_status == 4
-    assert isinstance(caught.value, lock.LeaseHeld) and caught.value.name == "host"
+    assert isinstance(caught.value, host_leases.LeaseHeld) and caught.value.name == "host"
     assert caught.value.holders["h1"] is not None and caught.value.holders["h1"]["run_id"] == "run-a"
     assert not (tmp_path / "h2" / "host.json").exists(), "run-b released the lease it took on h2"
 
-    lock.release_leases(two_hosts, "app", "run-b")  # not its lease: left alone
+    host_leases.release_leases(two_hosts, "app", "run-b")  # not its lease: left alone
     assert (tmp_path / "h1" / "host.json").exists()
-    lock.release_leases(two_hosts, ["h1", "h2"], "run-a", strict=True)
+    host_leases.release_leases(two_hosts, ["h1", "h2"], "run-a", strict=True)
     assert not (tmp_path / "h1" / "host.json").exists()
 
-    with lock.LeaseKeeper(two_hosts, "app", "run-b", 300) as outcome:
+    with host_leases.LeaseKeeper(two_hosts, "app", "run-b", 300) as outcome:
         assert sorted(outcome.acquired) == ["h1", "h2"]
         assert json.loads((tmp_path / "h2" / "host.json").read_text())["run_id"] == "run-b"
     assert not (tmp_path / "h1" / "host.json").exists() and not (tmp_path / "h2" / "host.json").exists()
@@ -235,8 +236,8 @@ def test_stale_lease_is_taken_over_through_ansible(two_hosts: Path, tmp_path: Pa
     (tmp_path / "h1").mkdir()
     stale = {"run_id": "dead-run", "owner": "x@gone", "pid": 1, "control_host": "gone", "expires_epoch": 1.0}
     (tmp_path / "h1" / "host.json").write_text(json.dumps(stale))
-    outcome = lock.acquire_leases(two_hosts, "h1", "run-c", 60)
+    outcome = host_leases.acquire_leases(two_hosts, "h1", "run-c", 60)
     assert outcome.taken_over["h1"]["run_id"] == "dead-run"
     entry = outcome.report_entry("host")
     assert entry["hosts"] == ["h1"] and entry["taken_over"]["h1"]["run_id"] == "dead-run"
-    lock.release_leases(two_hosts, "h1", "run-c")
+    host_leases.release_leases(two_hosts, "h1", "run-c")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InvalidInput
-from runner.loader import load_runbook, load_runbook_text
+from runner.language.loader import load_runbook, load_runbook_text
 
 
 def errors_of(text: str, roles_paths: list[Path]) -> list[str]:

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from runner import notify
-from runner.model import Notification
-from runner.params import SECRET_MASK
-from runner.redact import Redactor
+from runner.language.model import Notification
+from runner.language.params import SECRET_MASK
+from runner.records import notify
+from runner.records.redact import Redactor
 
 CANARY = "CANARY-s3cr3t-77aa"
 

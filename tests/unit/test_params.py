@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from runner.engine.runflow import EXIT_FOR_STATUS, segments
 from runner.errors import ExitStatus, InvalidInput
-from runner.loader import load_runbook
-from runner.params import SECRET_MASK, parse_assignments, resolve
-from runner.runflow import EXIT_FOR_STATUS, segments
+from runner.language.loader import load_runbook
+from runner.language.params import SECRET_MASK, parse_assignments, resolve
 
 
 def full(fixtures: Path, roles_paths: list[Path]):  # type: ignore[no-untyped-def]

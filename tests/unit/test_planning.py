@@ -1,13 +1,13 @@
-"""runner.planning.describe_step: what `runbook plan` says a step will change."""
+"""runner.engine.planning.describe_step: what `runbook plan` says a step will change."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from runner.loader import load_runbook
-from runner.planning import describe_step, describe_steps
-from runner.roles import find_role
+from runner.engine.planning import describe_step, describe_steps
+from runner.language.loader import load_runbook
+from runner.language.role_specs import find_role
 
 
 def test_role_with_a_changes_sentence(fixtures: Path, roles_paths: list[Path]) -> None:
@@ -45,6 +45,6 @@ def test_x_runbook_changes_key_and_defaults(tmp_path: Path, fixtures: Path) -> N
 
 
 def test_unknown_role() -> None:
-    from runner.model import Step
+    from runner.language.model import Step
 
     assert describe_step(Step(id="a", uses="gone", hosts="db"), None) == "runs role gone (not found)"

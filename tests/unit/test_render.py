@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from runner.loader import load_runbook
-from runner.params import parse_assignments, resolve
-from runner.render import extra_vars_text, render_project
+from runner.engine.render import extra_vars_text, render_project
+from runner.language.loader import load_runbook
+from runner.language.params import parse_assignments, resolve
 
 HOSTILE = "{{ lookup('pipe','id') }}; x; rm -rf /"
 

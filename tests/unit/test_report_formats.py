@@ -13,10 +13,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from runner import api, report_formats
+from runner import api
+from runner.engine.runflow import RunOptions
 from runner.paths import SCHEMAS_DIR
-from runner.report import render_markdown, write_report
-from runner.runflow import RunOptions
+from runner.records import formats
+from runner.records.report import render_markdown, write_report
 
 SCHEMA = json.loads((SCHEMAS_DIR / "report.schema.json").read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -172,7 +173,7 @@ def test_every_property_is_described() -> None:
 
 def test_junit_one_testcase_per_step_and_host() -> None:
     report = make_report()
-    root = ET.fromstring(report_formats.render_junit(report))
+    root = ET.fromstring(formats.render_junit(report))
     assert root.tag == "testsuites"
     suite = root.find("testsuite")
     assert suite is not None
@@ -210,10 +211,10 @@ def test_junit_one_testcase_per_step_and_host() -> None:
 def test_junit_survives_control_characters_and_empty_report() -> None:
     report = make_report()
     report["steps"][1]["message"] = "bad \x00\x1b[31m bytes"
-    root = ET.fromstring(report_formats.render_junit(report))
+    root = ET.fromstring(formats.render_junit(report))
     failure = root.find("testsuite/testcase[2]/failure")
     assert failure is not None and "bytes" in (failure.get("message") or "")
-    empty = ET.fromstring(report_formats.render_junit({"run_id": "x", "runbook": {"name": "x"}, "steps": []}))
+    empty = ET.fromstring(formats.render_junit({"run_id": "x", "runbook": {"name": "x"}, "steps": []}))
     assert empty.get("tests") == "0"
 
 
@@ -241,7 +242,7 @@ def parse_html(text: str) -> _Collect:
 
 def test_html_is_self_contained_with_all_sections() -> None:
     report = make_report()
-    html = report_formats.render_html(report)
+    html = formats.render_html(report)
     page = parse_html(html)
     tags = {t for t, _ in page.tags}
     assert "script" not in tags and "link" not in tags and "img" not in tags and "iframe" not in tags
@@ -266,14 +267,14 @@ def test_html_is_self_contained_with_all_sections() -> None:
 
 
 def test_html_escapes_report_text() -> None:
-    html = report_formats.render_html(make_report())
+    html = formats.render_html(make_report())
     assert "<b>500</b>" not in html
     assert "&lt;b&gt;500&lt;/b&gt; &amp; version v2" in html
 
 
 def test_html_timeline_rows_and_positions() -> None:
     report = make_report()
-    page = parse_html(report_formats.render_html(report))
+    page = parse_html(formats.render_html(report))
     rows = [a for t, a in page.tags if "tl-row" in (a.get("class") or "").split()]
     # main steps first, then on_failure; one row per step x host
     assert [(a["data-phase"], a["data-step"], a["data-host"], a["data-status"]) for a in rows] == [
@@ -300,19 +301,19 @@ def test_timeline_tolerates_missing_times() -> None:
     report["started"] = ""
     for s in report["steps"]:
         s["started"] = s["ended"] = ""
-    line = report_formats.timeline(report)
+    line = formats.timeline(report)
     assert all(not bar.has_time for row in line.rows for bar in row.bars)
-    assert "no timing" in report_formats.render_html(report)
+    assert "no timing" in formats.render_html(report)
 
 
 def test_html_renders_a_partial_report() -> None:
-    html = report_formats.render_html({"run_id": "r1", "runbook": {"name": "x"}, "status": "interrupted"})
+    html = formats.render_html({"run_id": "r1", "runbook": {"name": "x"}, "status": "interrupted"})
     assert "interrupted" in html and "no step ran" in html
 
 
 def test_rolled_back_to() -> None:
-    assert report_formats.rolled_back_to(make_report()) == "backend:v1"
-    assert report_formats.rolled_back_to(make_report("succeeded")) == ""
+    assert formats.rolled_back_to(make_report()) == "backend:v1"
+    assert formats.rolled_back_to(make_report("succeeded")) == ""
 
 
 def test_markdown_keeps_the_seed_sections() -> None:
@@ -338,7 +339,7 @@ def test_markdown_keeps_the_seed_sections() -> None:
 
 def test_write_all_writes_atomically(tmp_path: Path) -> None:
     report = make_report()
-    written = report_formats.write_all(report, tmp_path / "out")
+    written = formats.write_all(report, tmp_path / "out")
     assert set(written) == {"html", "junit"}
     assert written["html"].name == "report.html" and written["junit"].name == "junit.xml"
     assert written["html"].read_text().startswith("<!DOCTYPE html>")
@@ -346,7 +347,7 @@ def test_write_all_writes_atomically(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["junit.xml", "report.html"]
     # rewriting replaces the files whole
     report["status"] = "failed"
-    report_formats.write_all(report, tmp_path / "out")
+    formats.write_all(report, tmp_path / "out")
     assert 'data-status="failed"' in written["html"].read_text()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["junit.xml", "report.html"]
 
@@ -398,7 +399,7 @@ def real_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_real_report_validates_and_renders(real_report: dict[str, Any], tmp_path: Path) -> None:
     report = {k: v for k, v in real_report.items() if k != "_run_dir"}
     assert errors(report) == []
-    written = report_formats.write_all(report, tmp_path)
+    written = formats.write_all(report, tmp_path)
     html = written["html"].read_text()
     junit = ET.fromstring(written["junit"].read_text())
     cases = junit.findall("testsuite/testcase")
@@ -419,5 +420,5 @@ def test_real_report_validates_and_renders(real_report: dict[str, Any], tmp_path
 def test_write_report_then_write_all_side_by_side(real_report: dict[str, Any], tmp_path: Path) -> None:
     report = {k: v for k, v in real_report.items() if k != "_run_dir"}
     files = write_report(report, tmp_path)
-    report_formats.write_all(report, files.directory)
+    formats.write_all(report, files.directory)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]

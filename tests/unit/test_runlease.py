@@ -8,28 +8,28 @@ from typing import Any
 
 import yaml
 
-from runner import lock, runlease
-from runner.model import Step
-from runner.runflow import segments
+from runner.engine import host_leases, run_leases
+from runner.engine.runflow import segments
+from runner.language.model import Step
 
 
-def event(kind: str, task: str, host: str, res: dict[str, Any], play: str = runlease.ACQUIRE_PLAY) -> dict[str, Any]:
+def event(kind: str, task: str, host: str, res: dict[str, Any], play: str = run_leases.ACQUIRE_PLAY) -> dict[str, Any]:
     return {"event": kind, "event_data": {"task": task, "host": host, "res": res, "play": play}}
 
 
 def test_acquire_play_stops_every_host_when_one_is_refused() -> None:
-    play = runlease.acquire_play()
+    play = run_leases.acquire_play()
     assert play["tags"] == ["always"] and play["gather_facts"] is False
     take, stop = play["tasks"]
     assert take["runbook.ops.lease_lock"]["action"] == "acquire"
     assert take["failed_when"] is False and take["ignore_unreachable"] is True  # unreachable: the others go on
-    assert take["register"] == runlease.RESULT_VAR
+    assert take["register"] == run_leases.RESULT_VAR
     assert stop["any_errors_fatal"] is True and "ansible.builtin.fail" in stop
     assert "acquired" in stop["when"] and "unreachable" in stop["when"]
 
 
 def test_release_play_releases_only_while_every_target_host_is_active() -> None:
-    play = runlease.release_play()
+    play = run_leases.release_play()
     assert play["tags"] == ["always"]
     (task,) = play["tasks"]
     assert task["runbook.ops.lease_lock"]["action"] == "release"
@@ -38,35 +38,36 @@ def test_release_play_releases_only_while_every_target_host_is_active() -> None:
 
 
 def test_wrapper_imports_the_rendered_playbook_between_the_lease_plays(tmp_path: Path) -> None:
-    leases = runlease.RunLeases(tmp_path / "hosts.yml", ["b", "a"], "run-1", 600)
+    leases = run_leases.RunLeases(tmp_path / "hosts.yml", ["b", "a"], "run-1", 600)
     name = leases.playbook(tmp_path, "on_failure.yml", release=True)
     assert name == "runbook_lease_on_failure_last.yml"
     imports = [entry["ansible.builtin.import_playbook"] for entry in yaml.safe_load((tmp_path / name).read_text())]
-    assert imports == [runlease.ACQUIRE_PLAYBOOK, "on_failure.yml", runlease.RELEASE_PLAYBOOK]
+    assert imports == [run_leases.ACQUIRE_PLAYBOOK, "on_failure.yml", run_leases.RELEASE_PLAYBOOK]
     middle = leases.playbook(tmp_path, "main.yml", release=False)
     assert [e["ansible.builtin.import_playbook"] for e in yaml.safe_load((tmp_path / middle).read_text())] == [
-        runlease.ACQUIRE_PLAYBOOK,
+        run_leases.ACQUIRE_PLAYBOOK,
         "main.yml",
     ]
     assert leases.extravars()["runbook_lease"]["hosts"] == ["a", "b"]
 
 
 def test_call_watch_reads_the_lease_answers_and_begins_after_the_acquire_play(tmp_path: Path) -> None:
-    leases = runlease.RunLeases(tmp_path / "hosts.yml", ["h1", "h2", "h3"], "run-1", 600)
+    leases = run_leases.RunLeases(tmp_path / "hosts.yml", ["h1", "h2", "h3"], "run-1", 600)
     seen: list[str] = []
     begun: list[bool] = []
     watch = leases.watch(lambda e: seen.append(str(e["event"])) is None, lambda: begun.append(True))
     holder = {"run_id": "other"}
-    watch(event("runner_on_ok", lock.LEASE_TASK, "h1", {"acquired": True, "lease": {"run_id": "run-1"}}))
-    watch(event("runner_on_ok", lock.LEASE_TASK, "h2", {"acquired": False, "msg": "held", "holder": holder}))
-    watch(event("runner_on_unreachable", lock.LEASE_TASK, "h3", {"unreachable": True}))
+    watch(event("runner_on_ok", host_leases.LEASE_TASK, "h1", {"acquired": True, "lease": {"run_id": "run-1"}}))
+    watch(event("runner_on_ok", host_leases.LEASE_TASK, "h2", {"acquired": False, "msg": "held", "holder": holder}))
+    watch(event("runner_on_unreachable", host_leases.LEASE_TASK, "h3", {"unreachable": True}))
     assert not begun
     assert list(watch.refused()) == ["h2"] and watch.refused()["h2"].holder == holder
     assert leases.outstanding() == ["h1"]
     watch({"event": "playbook_on_play_start", "event_data": {"play": "Step one: x"}})
     assert begun == [True]
-    watch(event("runner_on_ok", runlease.RELEASE_TASK, "h1", {"changed": True, "acquired": False}))
-    watch(event("runner_on_ok", runlease.RELEASE_TASK, "h2", {"acquired": False, "msg": "not ours", "holder": holder}))
+    watch(event("runner_on_ok", run_leases.RELEASE_TASK, "h1", {"changed": True, "acquired": False}))
+    not_ours = {"acquired": False, "msg": "not ours", "holder": holder}
+    watch(event("runner_on_ok", run_leases.RELEASE_TASK, "h2", not_ours))
     assert leases.outstanding() == []
     assert len(seen) == 6  # every event still reaches the steps' handler
     assert leases.report_entry() == {"name": "host", "hosts": ["h1"], "taken_over": {}, "held_by": {}}

@@ -1,4 +1,4 @@
-"""Templated role options are type-checked once params are known (runner.typecheck.check_resolved_options)."""
+"""Templated role options are type-checked once params are known (runner.language.typecheck.check_resolved_options)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InvalidInput
-from runner.loader import load_runbook
-from runner.params import parse_assignments, resolve
-from runner.typecheck import check_resolved_options, ensure_resolved_options, render
+from runner.language.loader import load_runbook
+from runner.language.params import parse_assignments, resolve
+from runner.language.typecheck import check_resolved_options, ensure_resolved_options, render
 
 RUNBOOK = """\
 apiVersion: runbook/v1
@@ -95,7 +95,7 @@ def test_param_values_are_data_never_templates(runbook_path: Path, roles_paths: 
 
 
 def test_sandbox_blocks_attribute_escapes() -> None:
-    from runner.typecheck import _CannotTell
+    from runner.language.typecheck import _CannotTell
 
     with pytest.raises((_CannotTell, Exception)):
         render("{{ params.x.__class__.__mro__[1].__subclasses__() }}", {"x": "a"})

@@ -1,6 +1,6 @@
 """More views of one run report: a self-contained HTML page with a step x host timeline, and JUnit XML.
 
-report.json and report.md are written by runner.report.write_report; write_all adds report.html and junit.xml
+report.json and report.md are written by runner.records.report.write_report; write_all adds report.html and junit.xml
 next to them. Every function takes the report dict exactly as it is written to report.json (already redacted).
 """
 
@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import jinja2
 
-from runner.durations import format_seconds, parse_time
+from runner.language.durations import format_seconds, parse_time
 
 HTML_NAME = "report.html"
 JUNIT_NAME = "junit.xml"

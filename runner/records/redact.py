@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.params import SECRET_MASK
+from runner.language.params import SECRET_MASK
 
 
 class Redactor:

@@ -12,7 +12,7 @@ from runner.errors import InvalidInput
 def resolve_hosts(inventory: Path, patterns: list[str], limit: str | None = None) -> dict[str, list[str]]:
     """pattern -> host names, in inventory order."""
     if not inventory.exists():
-        raise InvalidInput(f"error: inventory {inventory} does not exist")
+        raise InvalidInput(f"inventory {inventory} does not exist")
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
 
@@ -23,4 +23,4 @@ def resolve_hosts(inventory: Path, patterns: list[str], limit: str | None = None
             manager.subset(limit)
         return {pattern: [h.name for h in manager.get_hosts(pattern=pattern)] for pattern in patterns}
     except Exception as exc:  # ansible raises AnsibleError subclasses with readable text
-        raise InvalidInput(f"error: cannot read inventory {inventory}: {exc}") from exc
+        raise InvalidInput(f"cannot read inventory {inventory}: {exc}") from exc

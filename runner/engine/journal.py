@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.redact import Redactor
+from runner.records.redact import Redactor
 
 
 def utcnow() -> str:

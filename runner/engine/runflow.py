@@ -17,23 +17,27 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, history, lock, notify, policy, report_formats
-from runner.errors import ApprovalRequired, ExitStatus
-from runner.events import FAILED, SUCCEEDED, UNREACHABLE, EventCollector, HostStepResult
-from runner.execute import (
+from runner import __version__
+from runner.engine import host_leases
+from runner.engine.events import FAILED, SUCCEEDED, UNREACHABLE, EventCollector, HostStepResult
+from runner.engine.execute import (
     PlaybookOutcome,
     prepare_private_dir,
     run_playbook,
     scrub_private_dir,
     write_extravars,
 )
-from runner.inventory import resolve_hosts
-from runner.journal import Journal, utcnow
-from runner.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook, Step
-from runner.params import ResolvedParams
-from runner.redact import Redactor
-from runner.render import extra_vars_text, render_project, step_tag
-from runner.report import (
+from runner.engine.inventory import resolve_hosts
+from runner.engine.journal import Journal, utcnow
+from runner.engine.render import extra_vars_text, render_project, step_tag
+from runner.engine.run_leases import RunLeases
+from runner.errors import ApprovalRequired, ExitStatus
+from runner.language import policy
+from runner.language.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook, Step
+from runner.language.params import ResolvedParams
+from runner.records import formats, history, notify
+from runner.records.redact import Redactor
+from runner.records.report import (
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_ROLLED_BACK,
@@ -44,7 +48,6 @@ from runner.report import (
     hosts_versions,
     write_report,
 )
-from runner.runlease import RunLeases
 
 EXIT_FOR_STATUS = {
     STATUS_SUCCEEDED: ExitStatus.SUCCEEDED,
@@ -171,7 +174,7 @@ class _Run:
             return True
         if self.options.approver is None:
             raise ApprovalRequired(
-                f"error: step {step.id!r} needs approval ({step.confirm}); no terminal to ask on — "
+                f"step {step.id!r} needs approval ({step.confirm}); no terminal to ask on — "
                 "re-run with --yes to approve, or run it interactively"
             )
         return self.options.approver(step, step.confirm or "")
@@ -244,7 +247,7 @@ class _Run:
 
     def _call_once(
         self, playbook: str, steps: tuple[Step, ...], group: list[Step], *, last: bool, ident: str
-    ) -> tuple[PlaybookOutcome, EventCollector, dict[str, lock.HostLease]]:
+    ) -> tuple[PlaybookOutcome, EventCollector, dict[str, host_leases.HostLease]]:
         collector = EventCollector(list(steps), on_result=self.on_result, on_task=self.on_task)
         handler: Callable[[dict[str, Any]], bool] = collector
         watch = None
@@ -267,10 +270,10 @@ class _Run:
         )
         return outcome, collector, watch.refused() if watch is not None else {}
 
-    def _lease_lost(self, refused: dict[str, lock.HostLease]) -> None:
+    def _lease_lost(self, refused: dict[str, host_leases.HostLease]) -> None:
         """A later call found a host held by another run (this run's lease expired and was taken): no step ran."""
-        error = lock.held_error(self.runbook.lock, refused)
-        self.stopped_message = str(error).removeprefix("error: ")
+        error = host_leases.held_error(self.runbook.lock, refused)
+        self.stopped_message = str(error)
         self.journal.append("lock_lost", holders=error.holders)
 
     def _when_begun(self, action: Callable[[], None]) -> None:
@@ -353,7 +356,7 @@ class _Run:
                     status, detail = STATUS_FAILED, self.stopped_message
                 else:
                     status, detail, rollback = self._after_failure()
-        except lock.LeaseHeld as exc:
+        except host_leases.LeaseHeld as exc:
             self.lock_entry = {"name": exc.name, "hosts": [], "taken_over": {}, "held_by": exc.holders}
             self.journal.append("lock_held", holders=exc.holders)
             scrub_private_dir(self.private_dir)
@@ -542,10 +545,10 @@ class _Run:
                 report_path=str(self.run_dir / "report.md"),
             )
         files = write_report(report, self.run_dir)
-        report_formats.write_all(report, self.run_dir)
+        formats.write_all(report, self.run_dir)
         if self.options.report_dir is not None:
             write_report(report, self.options.report_dir)
-            report_formats.write_all(report, self.options.report_dir)
+            formats.write_all(report, self.options.report_dir)
             files = ReportFiles(
                 self.options.report_dir,
                 self.options.report_dir / "report.json",

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 
 from runner.errors import Diagnostic, InvalidInput
-from runner.model import Runbook
+from runner.language.model import Runbook
 
 SECRET_MASK = "********"
 
@@ -38,12 +38,12 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
             continue
         given[key.strip()] = value
     if problems:
-        raise InvalidInput("\n".join(f"error: {p}" for p in problems))
+        raise InvalidInput("\n".join(problems))
     return given
 
 
 def load_params_file(path: str | Path) -> dict[str, Any]:
-    from runner.yamlsource import YamlSyntaxError, parse_yaml_file
+    from runner.language.yamlsource import YamlSyntaxError, parse_yaml_file
 
     try:
         located = parse_yaml_file(Path(path))
@@ -110,5 +110,5 @@ def resolve(runbook: Runbook, cli_values: dict[str, str], file_values: dict[str,
     if missing:
         problems.append("missing required params: " + ", ".join(missing) + " (give them with -p name=value)")
     if problems:
-        raise InvalidInput("\n".join(f"error: {p}" for p in problems))
+        raise InvalidInput("\n".join(problems))
     return ResolvedParams(values=values, secret_names=frozenset(runbook.secret_params))

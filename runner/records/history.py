@@ -180,7 +180,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         current = int(row[0]) if row else 0
         if current > SCHEMA_VERSION:
             raise HistoryError(
-                f"error: the history database was written by a newer runbook runner (schema {current}, "
+                f"the history database was written by a newer runbook runner (schema {current}, "
                 f"this one knows {SCHEMA_VERSION}); upgrade, or use another --state-dir"
             )
         for version in range(current + 1, SCHEMA_VERSION + 1):
@@ -210,7 +210,7 @@ def connect(state_dir: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
-        raise HistoryError(f"error: cannot open the run history {path}: {exc}") from exc
+        raise HistoryError(f"cannot open the run history {path}: {exc}") from exc
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -219,7 +219,7 @@ def connect(state_dir: Path) -> sqlite3.Connection:
         _migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
-        raise HistoryError(f"error: the run history {path} is unusable: {exc}") from exc
+        raise HistoryError(f"the run history {path} is unusable: {exc}") from exc
     except BaseException:
         conn.close()
         raise
@@ -503,7 +503,7 @@ def format_runs(rows: list[RunRow]) -> str:
     """The `runbook history` table."""
     if not rows:
         return "no runs recorded\n"
-    from runner.durations import format_seconds
+    from runner.language.durations import format_seconds
 
     header = f"{'STARTED':<20} {'RUNBOOK':<28} {'SEV':<4} {'STATUS':<12} {'DURATION':>9} {'ROLLBACK':>9}  RUN"
     lines = [header]

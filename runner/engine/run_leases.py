@@ -15,7 +15,7 @@ step on any host. Acquiring again with the same run id renews the lease, so ever
 Release: only when every target host is still active in that last play — a host that failed or became
 unreachable earlier in the call is not — so a run that will go on to on_failure never gives its leases back
 early. Whatever is not released that way (failures, interruptions, a refused lease) is released by the runner at
-the end with lock.release_leases, as before. RunLeases also renews the held leases every ttl/3 in a thread.
+the end with host_leases.release_leases, as before. RunLeases also renews the held leases every ttl/3 in a thread.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runner import lock
+from runner.engine import host_leases
+from runner.engine.yamldump import dump
 from runner.errors import ExecutionError
-from runner.yamldump import dump
 
 ACQUIRE_PLAYBOOK = "runbook_lease_acquire.yml"
 RELEASE_PLAYBOOK = "runbook_lease_release.yml"
@@ -52,8 +52,8 @@ def acquire_play() -> dict[str, Any]:
         "tags": ["always"],
         "tasks": [
             {
-                "name": lock.LEASE_TASK,
-                "runbook.ops.lease_lock": lock.lease_args("acquire"),
+                "name": host_leases.LEASE_TASK,
+                "runbook.ops.lease_lock": host_leases.lease_args("acquire"),
                 "register": RESULT_VAR,
                 "failed_when": False,
                 "ignore_unreachable": True,
@@ -77,7 +77,7 @@ def release_play() -> dict[str, Any]:
         "tasks": [
             {
                 "name": RELEASE_TASK,
-                "runbook.ops.lease_lock": lock.lease_args("release"),
+                "runbook.ops.lease_lock": host_leases.lease_args("release"),
                 # a host that failed or went unreachable earlier in this call is no longer in ansible_play_hosts
                 "when": "ansible_play_hosts | length == runbook_lease.hosts | length",
                 "failed_when": False,
@@ -112,8 +112,8 @@ class CallWatch:
         self.leases = leases
         self.steps = steps
         self.on_past_lease = on_past_lease
-        self.acquire = lock.LeaseEvents(lock.LEASE_TASK)
-        self.release = lock.LeaseEvents(RELEASE_TASK, release=True)
+        self.acquire = host_leases.LeaseEvents(host_leases.LEASE_TASK)
+        self.release = host_leases.LeaseEvents(RELEASE_TASK, release=True)
         self.past_lease = False
 
     def __call__(self, event: dict[str, Any]) -> bool:
@@ -128,7 +128,7 @@ class CallWatch:
             self.on_past_lease()
         return self.steps(event)
 
-    def refused(self) -> dict[str, lock.HostLease]:
+    def refused(self) -> dict[str, host_leases.HostLease]:
         """Hosts where another run holds the lease (empty when the call took every reachable host)."""
         return self.acquire.outcome().held
 
@@ -150,7 +150,7 @@ class RunLeases:
         run_id: str,
         ttl_s: float,
         *,
-        name: str = lock.DEFAULT_NAME,
+        name: str = host_leases.DEFAULT_NAME,
         work_dir: Path | None = None,
     ) -> None:
         self.inventory = inventory
@@ -159,8 +159,8 @@ class RunLeases:
         self.ttl_s = ttl_s
         self.name = name
         self.work_dir = work_dir
-        self.owner = lock.default_owner()
-        self.held: dict[str, lock.HostLease] = {}
+        self.owner = host_leases.default_owner()
+        self.held: dict[str, host_leases.HostLease] = {}
         self.released: set[str] = set()
         self.taken_over: dict[str, dict[str, Any]] = {}
         self._mutex = threading.Lock()
@@ -195,7 +195,7 @@ class RunLeases:
     def watch(self, steps: EventHandler, on_past_lease: Callable[[], None]) -> CallWatch:
         return CallWatch(self, steps, on_past_lease)
 
-    def took(self, answer: lock.HostLease) -> None:
+    def took(self, answer: host_leases.HostLease) -> None:
         if not answer.acquired:
             return
         with self._mutex:
@@ -217,7 +217,7 @@ class RunLeases:
 
     def acquire_now(self) -> None:
         """Take every lease with a playbook of its own (before asking an operator to approve the first step)."""
-        outcome = lock.acquire_leases(
+        outcome = host_leases.acquire_leases(
             self.inventory,
             self.targets,
             self.run_id,
@@ -229,25 +229,25 @@ class RunLeases:
         for answer in outcome.hosts.values():
             self.took(answer)
 
-    def take_over_dead(self, refused: dict[str, lock.HostLease]) -> bool:
+    def take_over_dead(self, refused: dict[str, host_leases.HostLease]) -> bool:
         """The first call found hosts held by other runs (no step ran). When a holder ran on this control node and
         its process is gone, take its leases over now (True: the caller runs the call again); LeaseHeld when a
         live run holds one (what this run took is given back first)."""
-        if not any(lock.holder_died(r.holder) for r in refused.values()):
+        if not any(host_leases.holder_died(r.holder) for r in refused.values()):
             return False
         self.acquire_now()
         return True
 
-    def give_up(self, refused: dict[str, lock.HostLease]) -> NoReturn:
+    def give_up(self, refused: dict[str, host_leases.HostLease]) -> NoReturn:
         """Give back what this run took and stop it: LeaseHeld (exit 4) naming the holders."""
         self.release_outstanding()
-        raise lock.held_error(self.name, refused)
+        raise host_leases.held_error(self.name, refused)
 
     def release_outstanding(self) -> None:
         hosts = self.outstanding()
         if not hosts:
             return
-        outcome = lock.release_leases(self.inventory, hosts, self.run_id, name=self.name, work_dir=self.work_dir)
+        outcome = host_leases.release_leases(self.inventory, hosts, self.run_id, name=self.name, work_dir=self.work_dir)
         for host in outcome.hosts:  # answered: released, or held by another run now; either way not ours
             self.gave_back(host)
 
@@ -273,7 +273,7 @@ class RunLeases:
             if not hosts:
                 continue
             try:
-                lock.renew_leases(
+                host_leases.renew_leases(
                     self.inventory, hosts, self.run_id, self.ttl_s, name=self.name, work_dir=self.work_dir
                 )
             except ExecutionError:

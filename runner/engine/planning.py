@@ -23,9 +23,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from runner.model import Runbook, Step
-from runner.roles import Role, find_role
-from runner.typecheck import substitute_params
+from runner.language.model import Runbook, Step
+from runner.language.role_specs import Role, find_role
+from runner.language.typecheck import substitute_params
 
 MASK = "********"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

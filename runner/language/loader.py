@@ -13,13 +13,13 @@ from typing import Any
 
 import jsonschema
 
-from runner import policy, templates
-from runner.durations import parse_duration
 from runner.errors import Diagnostic, InvalidInput
-from runner.model import PHASE_MAIN, PHASE_ON_FAILURE, Notification, Param, Runbook, Step
-from runner.roles import ROLE_NAME, Role, available_roles, check_options, find_role, suggest
-from runner.schema import regex_problem, schema_diagnostics
-from runner.yamlsource import Located, PathKey, YamlSyntaxError, parse_yaml_file, parse_yaml_text
+from runner.language import policy, templates
+from runner.language.durations import parse_duration
+from runner.language.model import PHASE_MAIN, PHASE_ON_FAILURE, Notification, Param, Runbook, Step
+from runner.language.role_specs import ROLE_NAME, Role, available_roles, check_options, find_role, suggest
+from runner.language.schema import regex_problem, schema_diagnostics
+from runner.language.yamlsource import Located, PathKey, YamlSyntaxError, parse_yaml_file, parse_yaml_text
 
 INTERNAL_ERROR = "internal error while checking this runbook"
 PARAM_KEYWORDS = ("type", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "items")

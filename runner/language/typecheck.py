@@ -19,11 +19,11 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from runner import templates
 from runner.errors import Diagnostic, InvalidInput
-from runner.model import PHASE_MAIN, Runbook, Step
-from runner.roles import RelPath, check_options, find_role
-from runner.yamlsource import Located, YamlSyntaxError, dotted, parse_yaml_file
+from runner.language import templates
+from runner.language.model import PHASE_MAIN, Runbook, Step
+from runner.language.role_specs import RelPath, check_options, find_role
+from runner.language.yamlsource import Located, YamlSyntaxError, dotted, parse_yaml_file
 
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.S)
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, templates
-from runner.model import Runbook, Step
+from runner import __version__
+from runner.engine.yamldump import dump, mark_unsafe
+from runner.language import templates
+from runner.language.model import Runbook, Step
+from runner.language.role_specs import find_role
 from runner.paths import COLLECTIONS_DIR
-from runner.roles import find_role
-from runner.yamldump import dump, mark_unsafe
 
 RESET_TASK = "Reset step outputs"
 RECORD_TASK = "Record step outputs"

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.engine.journal import read_journal
 from runner.errors import InvalidInput
-from runner.journal import read_journal
-from runner.model import PHASE_MAIN, Runbook
+from runner.language.model import PHASE_MAIN, Runbook
 
 
 @dataclass
@@ -26,7 +26,7 @@ class JournalState:
 def read_state(run_dir: Path) -> JournalState:
     journal = run_dir / "journal.jsonl"
     if not journal.is_file():
-        raise InvalidInput(f"error: {run_dir} has no journal.jsonl; it cannot be resumed")
+        raise InvalidInput(f"{run_dir} has no journal.jsonl; it cannot be resumed")
     state: JournalState | None = None
     for record in read_journal(journal):
         kind = record.get("kind")
@@ -45,7 +45,7 @@ def read_state(run_dir: Path) -> JournalState:
         elif state is not None and kind == "run_end":
             state.ended_status = str(record.get("status"))
     if state is None:
-        raise InvalidInput(f"error: the journal of {run_dir} has no run_start record")
+        raise InvalidInput(f"the journal of {run_dir} has no run_start record")
     return state
 
 
@@ -60,10 +60,10 @@ def plan_resume(
     state: JournalState, runbook: Runbook, from_step: str | None, failed_hosts_only: bool
 ) -> ResumePlan:
     if state.ended_status == "succeeded":
-        raise InvalidInput(f"error: run {state.run_id} succeeded; there is nothing to resume")
+        raise InvalidInput(f"run {state.run_id} succeeded; there is nothing to resume")
     ids = [s.id for s in runbook.steps]
     if from_step is not None and from_step not in ids:
-        raise InvalidInput(f"error: --from {from_step!r}: no such main step (steps: {', '.join(ids)})")
+        raise InvalidInput(f"--from {from_step!r}: no such main step (steps: {', '.join(ids)})")
     start = from_step
     if start is None:
         for step in runbook.steps:
@@ -72,12 +72,12 @@ def plan_resume(
                 start = step.id
                 break
     if start is None:
-        raise InvalidInput(f"error: every step of run {state.run_id} succeeded; use --from STEP to run again")
+        raise InvalidInput(f"every step of run {state.run_id} succeeded; use --from STEP to run again")
     hosts: list[str] = []
     if failed_hosts_only:
         hosts = sorted(h for (sid, h), r in state.results.items() if sid == start and r["status"] != "succeeded")
         if not hosts:
-            raise InvalidInput(f"error: no host failed step {start!r} in run {state.run_id}")
+            raise InvalidInput(f"no host failed step {start!r} in run {state.run_id}")
     before = set(ids[: ids.index(start)])
     recorded: dict[str, dict[str, Any]] = {}
     for (sid, host), record in state.results.items():

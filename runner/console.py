@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from runner.durations import format_seconds
+from runner.language.durations import format_seconds
 
 
 def one_line(text: str, limit: int = 240) -> str:

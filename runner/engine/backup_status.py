@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.durations import format_seconds, parse_time
+from runner.engine.execute import prepare_private_dir, run_playbook, service_ansible_cfg
+from runner.engine.yamldump import dump, mark_unsafe
 from runner.errors import ExecutionError
-from runner.execute import prepare_private_dir, run_playbook, service_ansible_cfg
-from runner.yamldump import dump, mark_unsafe
+from runner.language.durations import format_seconds, parse_time
 
 CATALOG_TASK = "Survey the backups"
 DEFAULT_DIRS = ("/var/backups/runbook/postgres", "/var/backups/runbook/mongodb")

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner import history
-from runner.durations import format_seconds
+from runner.language.durations import format_seconds
+from runner.records import history
 
 STATUSES = ("succeeded", "rolled_back", "failed", "interrupted")
 
@@ -39,7 +39,7 @@ def _epoch(value: str | None) -> float | None:
 
 
 def _target_s(severity: str, stored: float | None) -> float | None:
-    from runner import policy
+    from runner.language import policy
 
     try:
         return policy.response_target_s(severity)

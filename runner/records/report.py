@@ -9,7 +9,7 @@ from typing import Any
 
 import jinja2
 
-from runner.durations import format_seconds
+from runner.language.durations import format_seconds
 
 STATUS_SUCCEEDED = "succeeded"
 STATUS_ROLLED_BACK = "rolled_back"

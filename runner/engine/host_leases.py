@@ -8,7 +8,7 @@ acquire_leases runs one small playbook with ansible-runner on every target host.
 another run it releases what it took and raises LockHeld naming the holder(s). LeaseKeeper wraps
 acquire / periodic renew / release around a piece of work.
 
-A runbook run takes and gives back its leases inside its own ansible-playbook calls (runner/runlease.py, with
+A runbook run takes and gives back its leases inside its own ansible-playbook calls (runner/engine/run_leases.py, with
 lease_args and LeaseEvents from here); these playbooks of their own are its slow paths: leases taken before an
 operator approves the first step, take-over from a dead holder, release after a failure or an interruption.
 """
@@ -27,9 +27,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from runner.engine.execute import ansible_env, service_ansible_cfg
+from runner.engine.yamldump import dump, mark_unsafe
 from runner.errors import ExecutionError, LockHeld
-from runner.execute import ansible_env, service_ansible_cfg
-from runner.yamldump import dump, mark_unsafe
 
 DEFAULT_NAME = "host"
 DEFAULT_TTL_S = 1800
@@ -323,7 +323,7 @@ def held_error(name: str, held: dict[str, HostLease]) -> LeaseHeld:
     """LeaseHeld (exit 4) naming every holder."""
     details = "; ".join(describe_holder(h, r.holder, r.message) for h, r in sorted(held.items()))
     return LeaseHeld(
-        f"error: lock {name!r} is held on {len(held)} host(s): {details}",
+        f"lock {name!r} is held on {len(held)} host(s): {details}",
         name,
         {h: r.holder for h, r in sorted(held.items())},
     )
@@ -368,7 +368,7 @@ def release_leases(
         return LeaseOutcome(status="failed", rc=-1)
     if strict and outcome.held:
         details = "; ".join(describe_holder(h, r.holder, r.message) for h, r in sorted(outcome.held.items()))
-        raise LockHeld(f"error: lock {name!r} not released: {details}")
+        raise LockHeld(f"lock {name!r} not released: {details}")
     return outcome
 
 

@@ -12,8 +12,8 @@ import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
 from runner.errors import Diagnostic
+from runner.language.yamlsource import Located
 from runner.paths import SCHEMAS_DIR
-from runner.yamlsource import Located
 
 
 @lru_cache(maxsize=8)

@@ -67,7 +67,7 @@ LABEL = "runbook.lab"
 RELEASES_DIR = "/var/lib/runbook/releases"
 CGROUP_PARENT = "runbook-lab"  # the lab's containers live in /<controller>/runbook-lab/<engine>/<id>
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "lab"
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "lab"
 HOST_RECIPE = ("build-host-image.sh",)
 APP_RECIPE = ("build-app-images.sh", "app/server.c")
 HOST_FILES = ("host-init.sh", "shop-seed.sql")

@@ -31,7 +31,7 @@ from jinja2 import StrictUndefined
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from runner.durations import format_seconds
+from runner.language.durations import format_seconds
 
 OUTCOME_FOR_STATUS = {
     "succeeded": "success",
@@ -66,7 +66,7 @@ _SANDBOX = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 def _field(notification: Any, name: str, default: Any = None) -> Any:
-    """A notification field from a runner.model.Notification (kind, on, target{...}) or a plain dict."""
+    """A notification field from a runner.language.model.Notification (kind, on, target{...}) or a plain dict."""
     if isinstance(notification, Mapping):
         if name in notification:
             return notification[name]
@@ -286,7 +286,7 @@ def default_subject(report: Mapping[str, Any]) -> str:
 
 def _markdown(report: Mapping[str, Any]) -> str:
     try:
-        from runner.report import render_markdown
+        from runner.records.report import render_markdown
 
         return render_markdown(dict(report))
     except Exception:  # a report too partial for the template still sends a readable summary

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runner.durations import parse_time
-from runner.model import Step
-from runner.render import BOOKKEEPING_TASKS, RECORD_TASK, play_name
+from runner.engine.render import BOOKKEEPING_TASKS, RECORD_TASK, play_name
+from runner.language.durations import parse_time
+from runner.language.model import Step
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"

@@ -301,7 +301,7 @@ def _check_sub(
 
 def _check_value(role: Role, option: RoleOption, value: Any, at: RelPath, mode: _Mode) -> list[OptionProblem]:
     if is_template(value) and not mode.is_literal(at):
-        return []  # checked once params are known (runner.typecheck)
+        return []  # checked once params are known (runner.language.typecheck)
     label = _label(at)
     ok, converted = convert(option.type, value, lenient=mode.lenient)
     if not ok:

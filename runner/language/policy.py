@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from runner.durations import parse_duration
+from runner.language.durations import parse_duration
 from runner.paths import POLICIES_DIR
 
 
