@@ -60,6 +60,7 @@ bench: lab
 lint: install
 	$(VENV)/bin/ruff check runner tests bench
 	$(VENV)/bin/mypy
+	$(PY) -m runner.devtools.sizes
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/runner/collections $(VENV)/bin/ansible-lint --profile production roles
 
 docs: install

@@ -125,9 +125,9 @@ def phases(marks: dict[str, float]) -> dict[str, float]:
 @contextlib.contextmanager
 def _timers() -> Iterator[dict[str, float]]:
     """Wrap what the runner does around ansible-playbook with timers (restored afterwards)."""
-    from runner.engine import host_leases, runflow
+    from runner.engine import host_leases, prepare, run_calls, runflow
     from runner.engine.journal import Journal
-    from runner.records import formats, history
+    from runner.records import formats, history, recorder
 
     totals: dict[str, float] = defaultdict(float)
     undo: list[tuple[Any, str, Any]] = []
@@ -145,15 +145,15 @@ def _timers() -> Iterator[dict[str, float]]:
         undo.append((owner, attr, original))
         setattr(owner, attr, timed)
 
-    wrap(runflow, "render_project", "render project")
+    wrap(prepare, "render_project", "render project")
     wrap(runflow, "prepare_private_dir", "prepare private dir")
     wrap(host_leases, "acquire_leases", "lease acquire (playbook of its own)")
     wrap(host_leases, "release_leases", "lease release (playbook of its own)")
-    wrap(runflow, "run_playbook", "ansible-runner: the rendered playbook(s)")
+    wrap(run_calls, "run_playbook", "ansible-runner: the rendered playbook(s)")
     wrap(Journal, "append", "journal")
     wrap(history, "record_start", "history")
     wrap(history, "record_end", "history")
-    wrap(runflow, "write_report", "report.json/.md")
+    wrap(recorder, "write_report", "report.json/.md")
     wrap(formats, "write_all", "report.html/junit")
     try:
         yield totals

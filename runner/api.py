@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from runner import paths
 from runner.engine import backup_status as backup_catalog
-from runner.engine.inventory import resolve_hosts
+from runner.engine import lease_admin
+from runner.engine.dry_run import DryRun, dry_run
+from runner.engine.inventory import step_hosts
+from runner.engine.prepare import prepare_run
 from runner.engine.render import RenderedProject, render_project
+from runner.engine.resume import ResumeRequest, resume_run
 from runner.engine.runflow import RunOptions, RunResult, execute_run
 from runner.errors import Diagnostic, InvalidInput
 from runner.language.loader import load_runbook
 from runner.language.model import Runbook
 from runner.language.params import ResolvedParams, load_params_file, parse_assignments, resolve
 from runner.language.typecheck import ensure_resolved_options
-from runner.records import formats
+from runner.records import formats, lease_history
 from runner.records import history as history_db
 from runner.records import metrics as run_metrics
-from runner.records.report import load_report, render_markdown
+from runner.records.report import load_report
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Plan:
     rows: list[PlanRow]
     budget_s: float
     severity_target_s: float
+    check: DryRun | None = None  # plan --check: the main steps run in Ansible check mode
 
 
 def plan(
@@ -104,34 +108,41 @@ def plan(
     limit: str | None = None,
     roles_paths: list[Path] | None = None,
     params: ResolvedParams | None = None,
+    *,
+    check: bool = False,
 ) -> Plan:
-    from runner.engine.planning import describe_steps
+    from runner.engine.planning import plan_texts
     from runner.language import policy
 
     roles_paths = roles_paths or roles_search_path()
-    if params is not None:
-        ensure_resolved_options(runbook, params.values, roles_paths)
-    changes = describe_steps(runbook, roles_paths, params.values if params is not None else None)
-    patterns = sorted({s.hosts for s in runbook.all_steps})
-    resolved = resolve_hosts(inventory, patterns, limit)
+    prepared = None
+    if check:
+        prepared = prepare_run(runbook, params or resolve(runbook, {}), roles_paths, inventory, limit)
+        hosts = prepared.hosts
+    else:
+        if params is not None:
+            ensure_resolved_options(runbook, params.values, roles_paths)
+        hosts = step_hosts(inventory, runbook.all_steps, limit)
+    texts = plan_texts(runbook, roles_paths, params, inventory, hosts)
     rows = [
         PlanRow(
-            s.id, s.phase, s.uses, s.hosts, resolved.get(s.hosts, []), s.title, s.when, s.confirm, changes.get(s.id, "")
+            s.id, s.phase, s.uses, s.hosts, hosts.by_pattern[s.hosts], s.title, s.when, texts.questions.get(s.id),
+            texts.changes[s.id],
         )
         for s in runbook.all_steps
     ]
-    return Plan(runbook, rows, runbook.budget_s, policy.response_target_s(runbook.severity))
+    checked = dry_run(prepared, inventory, roles_paths, limit) if prepared is not None else None
+    return Plan(runbook, rows, runbook.budget_s, policy.response_target_s(runbook.severity), checked)
 
 
 def run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunResult:
-    ensure_resolved_options(runbook, params.values, options.roles_paths)
-    resolved = resolve_hosts(options.inventory, sorted({s.hosts for s in runbook.steps}), options.limit)
-    if not any(resolved.values()):
+    prepared = prepare_run(runbook, params, options.roles_paths, options.inventory, options.limit)
+    if not prepared.hosts.of(runbook.steps):
         raise InvalidInput(
             f"no host in {options.inventory} matches any step's hosts "
             f"({', '.join(sorted({s.hosts for s in runbook.steps}))})"
         )
-    return execute_run(runbook, params, options)
+    return execute_run(prepared, options)
 
 
 def find_run(run: str, state_dir: Path, *, need_report: bool = True) -> Path:
@@ -150,17 +161,18 @@ def find_run(run: str, state_dir: Path, *, need_report: bool = True) -> Path:
 
 
 def report(run: str, state_dir: Path, fmt: str = "md") -> str:
+    """A run's report in one format; InvalidInput when its report.json is not a run report."""
     import json
 
-    data: dict[str, Any] = load_report(find_run(run, state_dir))
+    loaded = load_report(find_run(run, state_dir))
     if fmt == "json":
-        return json.dumps(data, indent=2) + "\n"
+        return json.dumps(loaded.to_json(), indent=2) + "\n"
     if fmt == "md":
-        return render_markdown(data)
+        return formats.render_markdown(loaded)
     if fmt == "html":
-        return formats.render_html(data)
+        return formats.render_html(loaded)
     if fmt == "junit":
-        return formats.render_junit(data)
+        return formats.render_junit(loaded)
     raise InvalidInput(f"unknown report format {fmt!r} (md, html, json, junit)")
 
 
@@ -172,19 +184,7 @@ def metrics(state_dir: Path, runbook: str | None = None, since_s: float | None =
     return run_metrics.compute(state_dir, runbook, since_s)
 
 
-def backups_status(
-    inventory: Path,
-    hosts: str = "db",
-    dirs: list[str] | None = None,
-    *,
-    max_age_s: float | None = None,
-    decode: bool = False,
-    limit: str | None = None,
-) -> backup_catalog.BackupsReport:
-    """The newest verified backup of every database on the hosts matching `hosts`, with its age."""
-    if not Path(inventory).exists():
-        raise InvalidInput(f"inventory {inventory} does not exist")
-    return backup_catalog.status(Path(inventory), hosts, dirs, max_age_s=max_age_s, decode=decode, limit=limit)
+backups_status = backup_catalog.status  # the newest verified backup of every database on the hosts, with its age
 
 
 def resume(
@@ -195,37 +195,45 @@ def resume(
     assignments: list[str] | None = None,
     params_file: str | None = None,
 ) -> RunResult:
-    """Continue a failed or interrupted run: same runbook, params and inventory; recorded outputs reused."""
-    from runner.engine.resume import plan_resume, read_state
-    from runner.language.params import SECRET_MASK
-
+    """Continue a failed or interrupted run: same runbook, params and inventory; recorded outputs reused.
+    options.inventory empty: the original run's; the caller's options are left as they are."""
     run_dir = find_run(run_ref, options.state_dir, need_report=False)
-    state = read_state(run_dir)
-    runbook = load_runbook(state.runbook_file, options.roles_paths)
-    if state.runbook_sha256 and runbook.sha256 != state.runbook_sha256:
+    inventory = options.inventory if str(options.inventory) not in ("", ".") else None
+    given = tuple(assignments or ())
+    request = ResumeRequest(from_step, failed_hosts_only, given, params_file, inventory, options.limit)
+    resumed = resume_run(run_dir, options.roles_paths, request)
+    options = replace(options, inventory=resumed.inventory, limit=resumed.limit)
+    prepared = prepare_run(
+        resumed.runbook, resumed.params, options.roles_paths, options.inventory, options.limit, resumed.plan
+    )
+    return execute_run(prepared, options)
+
+
+def lock_status(
+    inventory: Path, hosts: str | None = None, name: str | None = None, limit: str | None = None
+) -> lease_admin.LocksReport:
+    """The leases kept on the hosts matching `hosts` (every host when None); only lease `name` when given."""
+    if not Path(inventory).exists():
+        raise InvalidInput(f"inventory {inventory} does not exist")
+    return lease_admin.status(Path(inventory), hosts or "all", name, limit)
+
+
+def lock_release(
+    inventory: Path, hosts: str, state_dir: Path, *, force: bool = False, name: str = "host"
+) -> lease_admin.ReleaseReport:
+    """Remove lease `name` on the hosts matching `hosts`, whatever run holds it (force must be given); each removal
+    is recorded in history."""
+    if not force:
         raise InvalidInput(
-            f"{state.runbook_file} changed since run {state.run_id}; start a new run instead of resuming"
+            "lock release removes the lease whatever run holds it: check `runbook lock status` and add --force"
         )
-    given = parse_assignments(assignments or [])
-    recorded_values = {
-        k: v for k, v in state.params.items() if k in runbook.params and v != SECRET_MASK and k not in given
-    }
-    file_values = {**recorded_values, **(load_params_file(params_file) if params_file else {})}
-    missing_secrets = [n for n in runbook.secret_params if n not in given and n not in file_values]
-    if missing_secrets and any(not runbook.params[n].has_default for n in missing_secrets):
-        raise InvalidInput(
-            "secret params are never recorded; give them again: "
-            + " ".join(f"-p {n}=..." for n in sorted(missing_secrets))
-        )
-    params = resolve(runbook, given, file_values)
-    ensure_resolved_options(runbook, params.values, options.roles_paths)
-    resume_plan = plan_resume(state, runbook, from_step, failed_hosts_only)
-    options.inventory = options.inventory if str(options.inventory) not in ("", ".") else state.inventory
-    options.start_at = resume_plan.start_at
-    options.recorded = resume_plan.recorded
-    options.resumed_from = state.run_id
-    if resume_plan.hosts:
-        options.limit = ":".join(resume_plan.hosts)
-    elif state.limit and not options.limit:
-        options.limit = state.limit
-    return execute_run(runbook, params, options)
+    if not Path(inventory).exists():
+        raise InvalidInput(f"inventory {inventory} does not exist")
+    return lease_admin.release(Path(inventory), hosts, state_dir, name=name)
+
+
+def lease_events(
+    state_dir: Path, runbook: str | None = None, since_s: float | None = None
+) -> list[lease_history.LeaseEvent]:
+    """Leases released by hand (`lock release --force`), oldest first, as `history` shows them."""
+    return lease_history.list_lease_events(state_dir, runbook, since_s)

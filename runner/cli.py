@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runner import __version__, api, crash_log, paths
+from runner import api, cli_args, crash_log, paths
 from runner.console import choose as progress_for
 from runner.console import one_line
+from runner.engine import dry_run
 from runner.engine.runflow import RunOptions, is_tty
 from runner.errors import ExitStatus, InvalidInput, RunbookError
 from runner.language.durations import format_seconds, parse_duration
 from runner.language.model import Runbook
 from runner.language.params import ResolvedParams
 
-Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    from runner.lab import LabStatus
+
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -56,7 +60,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     runbook, params, roles = _load_with_params(args)
-    plan = api.plan(runbook, Path(args.inventory), args.limit, roles, params)
+    plan = api.plan(runbook, Path(args.inventory), args.limit, roles, params, check=args.check)
     print(f"{runbook.name}: {runbook.title}")
     print(
         f"severity {runbook.severity}; budget {format_seconds(plan.budget_s)} ({runbook.budget_from}); "
@@ -71,6 +75,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"  {'':<10} {'':<18} ↳ {row.changes}")
     params_shown = ", ".join(f"{k}={v}" for k, v in params.masked().items())
     print(f"params: {params_shown or '(none)'}")
+    if plan.check is not None:
+        sys.stdout.write(dry_run.format_text(plan.check))
     return 0
 
 
@@ -90,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         assume_yes=args.yes,
         approver=_ask if is_tty() else None,
         progress=progress,
+        timeout_s=_timeout(args),
     )
     result = api.run(runbook, params, options)
     if not args.json:
@@ -132,6 +139,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         assume_yes=args.yes,
         approver=_ask if is_tty() else None,
         progress=progress_for(args.json),
+        timeout_s=_timeout(args),
     )
     result = api.resume(args.run, options, args.from_step, args.failed_hosts_only, args.param, args.params_file)
     if not args.json:
@@ -149,6 +157,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timeout(args: argparse.Namespace) -> float | None:
+    if not args.timeout:
+        return None
+    try:
+        return parse_duration(args.timeout)
+    except ValueError as exc:
+        raise InvalidInput(f"--timeout {exc}") from None
+
+
 def _since(args: argparse.Namespace) -> float | None:
     if not args.since:
         return None
@@ -159,13 +176,15 @@ def _since(args: argparse.Namespace) -> float | None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from runner.records import history
+    from runner.records import history, lease_history
 
     rows = api.history(_state_dir(args), args.runbook, _since(args))
     if args.json:
         print(json.dumps([row.to_dict() for row in rows], indent=2, default=str))
     else:
         print(history.format_runs(rows))
+        events = api.lease_events(_state_dir(args), args.runbook, _since(args))
+        sys.stdout.write(lease_history.format_lease_events(events))
     return 0
 
 
@@ -200,10 +219,28 @@ def cmd_backups(args: argparse.Namespace) -> int:
         sys.stdout.write(backup_status.format_prometheus(report))
     else:
         sys.stdout.write(backup_status.format_text(report))
-    return 0 if report.ok else 1
+    return ExitStatus.SUCCEEDED if report.ok else ExitStatus.BACKUPS_UNVERIFIED
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from runner.engine import lease_admin
+
+    if args.action == "status":
+        report = api.lock_status(Path(args.inventory), args.host, args.name, args.limit)
+        if args.json:
+            print(json.dumps(asdict(report), indent=2))
+        else:
+            sys.stdout.write(lease_admin.format_status(report))
+        return ExitStatus.SUCCEEDED
+    released = api.lock_release(Path(args.inventory), args.host, _state_dir(args), force=args.force, name=args.name)
+    sys.stdout.write(lease_admin.format_release(released))
+    return ExitStatus.SUCCEEDED if released.ok else ExitStatus.NOT_RESTORED
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
+    """The lab (runner.lab is imported here only: the other commands never load it)."""
     from runner import lab
 
     if args.action == "up":
@@ -211,154 +248,50 @@ def cmd_lab(args: argparse.Namespace) -> int:
         _print_lab(status)
     elif args.action == "down":
         lab.down()
-        print("lab is down")
     elif args.action == "status":
         status = lab.status()
         _print_lab(status)
-        return 0 if all(h.ssh_ok for h in status.hosts) and status.hosts else 3
+        reachable = bool(status.hosts) and all(h.ssh_ok for h in status.hosts)
+        return ExitStatus.SUCCEEDED if reachable else ExitStatus.LAB_UNAVAILABLE
     elif args.action == "reset":
         _print_lab(lab.reset())
     elif args.action == "ssh":
         if not args.host:
             raise InvalidInput("runbook lab ssh HOST [-- CMD...]")
         command = [c for c in args.command if c != "--"]
-        return lab.ssh(args.host, command)
-    return 0
+        return lab.ssh(args.host, command)  # the remote command's own exit status
+    return ExitStatus.SUCCEEDED
 
 
-def _print_lab(status: object) -> None:
-    hosts = getattr(status, "hosts", [])
-    for host in hosts:
+def _print_lab(status: LabStatus) -> None:
+    for host in status.hosts:
         print(
             f"  {host.name:<8} {host.address:<13} container {host.container:<8} ssh {'ok' if host.ssh_ok else 'DOWN'}"
         )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="runbook", description="Declarative runbook executor.")
-    parser.add_argument("--version", action="version", version=f"runbook {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def common(p: argparse.ArgumentParser, *, params: bool = False, state: bool = False) -> None:
-        p.add_argument(
-            "--roles-path",
-            action="append",
-            default=[],
-            metavar="DIR",
-            help="extra directory of roles (before the product's own); repeatable",
-        )
-        if params:
-            p.add_argument(
-                "-p",
-                "--param",
-                action="append",
-                default=[],
-                metavar="KEY=VALUE",
-                help="param value (taken literally, never as a template); repeatable",
-            )
-            p.add_argument("--params-file", metavar="FILE", help="YAML or JSON mapping of param values")
-        if state:
-            p.add_argument(
-                "--state-dir",
-                metavar="DIR",
-                help="history and runs (default $RUNBOOK_STATE_DIR or ~/.local/state/runbook)",
-            )
-
-    p = sub.add_parser("validate", help="check runbooks; exit 0 valid, 2 invalid")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("-q", "--quiet", action="store_true")
-    common(p)
-    p.set_defaults(handler=cmd_validate)
-
-    p = sub.add_parser("render", help="write the Ansible project for a runbook")
-    p.add_argument("runbook")
-    p.add_argument("-o", "--output", required=True, metavar="DIR")
-    common(p, params=True)
-    p.set_defaults(handler=cmd_render)
-
-    p = sub.add_parser("plan", help="steps x resolved hosts, budget vs severity target")
-    p.add_argument("runbook")
-    p.add_argument("-i", "--inventory", required=True)
-    p.add_argument("--limit")
-    p.add_argument("--check", action="store_true", help="accepted for symmetry with run")
-    common(p, params=True)
-    p.set_defaults(handler=cmd_plan)
-
-    p = sub.add_parser("run", help="run a runbook")
-    p.add_argument("runbook")
-    p.add_argument("-i", "--inventory", required=True)
-    p.add_argument("--limit", metavar="PATTERN")
-    p.add_argument("--check", action="store_true", help="Ansible check mode: change nothing")
-    p.add_argument("--no-rollback", action="store_true", help="do not run on_failure when a step fails")
-    p.add_argument("--report-dir", metavar="DIR", help="also write the report files here")
-    p.add_argument("--strict-budget", action="store_true", help="fail when the budget is exceeded")
-    p.add_argument("--yes", action="store_true", help="approve every confirm: gate")
-    p.add_argument("--json", action="store_true", help="JSON event stream on stdout")
-    common(p, params=True, state=True)
-    p.set_defaults(handler=cmd_run)
-
-    p = sub.add_parser("resume", help="continue a failed or interrupted run from its journal")
-    p.add_argument("run", help="run id (or unique prefix) or run directory")
-    p.add_argument("--from", dest="from_step", metavar="STEP", help="start at this main step")
-    p.add_argument("--failed-hosts-only", action="store_true", help="only the hosts that failed that step")
-    p.add_argument("-i", "--inventory", help="default: the inventory of the original run")
-    p.add_argument("--no-rollback", action="store_true")
-    p.add_argument("--report-dir", metavar="DIR")
-    p.add_argument("--yes", action="store_true")
-    p.add_argument("--json", action="store_true")
-    common(p, params=True, state=True)
-    p.set_defaults(handler=cmd_resume)
-
-    p = sub.add_parser("report", help="print a run's report")
-    p.add_argument("run", help="run id (or unique prefix) or run directory")
-    p.add_argument("--format", choices=["md", "html", "json", "junit"], default="md")
-    common(p, state=True)
-    p.set_defaults(handler=cmd_report)
-
-    p = sub.add_parser("history", help="past runs from the history database")
-    p.add_argument("--runbook", metavar="NAME")
-    p.add_argument("--since", metavar="DURATION", help="e.g. 7d, 12h")
-    p.add_argument("--json", action="store_true")
-    common(p, state=True)
-    p.set_defaults(handler=cmd_history)
-
-    p = sub.add_parser("metrics", help="recovery metrics: success rate, rollback frequency, MTTR, SEV targets")
-    p.add_argument("--runbook", metavar="NAME")
-    p.add_argument("--since", metavar="DURATION")
-    p.add_argument("--format", choices=["text", "prometheus", "json"], default="text")
-    common(p, state=True)
-    p.set_defaults(handler=cmd_metrics)
-
-    p = sub.add_parser("backups", help="backups: status - the newest verified backup per host and database, its age")
-    p.add_argument("action", choices=["status"])
-    p.add_argument("-i", "--inventory", required=True, metavar="INV")
-    p.add_argument("--hosts", default="db", metavar="PATTERN", help="hosts that keep backups (default: db)")
-    p.add_argument(
-        "--dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="backup directory, or a parent of backup directories, on the hosts (repeatable; default "
-        "/var/backups/runbook/postgres and /var/backups/runbook/mongodb)",
+    return cli_args.build_parser(
+        {
+            "validate": cmd_validate,
+            "render": cmd_render,
+            "plan": cmd_plan,
+            "run": cmd_run,
+            "resume": cmd_resume,
+            "report": cmd_report,
+            "history": cmd_history,
+            "metrics": cmd_metrics,
+            "backups": cmd_backups,
+            "lock": cmd_lock,
+            "lab": cmd_lab,
+        }
     )
-    p.add_argument("--max-age", metavar="DURATION", help="exit 1 when a newest verified backup is older (e.g. 2d)")
-    p.add_argument("--decode", action="store_true", help="also decode every byte of each backup checked (slow)")
-    p.add_argument("--limit", metavar="PATTERN")
-    p.add_argument("--format", choices=["text", "json", "prometheus"], default="text")
-    p.set_defaults(handler=cmd_backups)
-
-    p = sub.add_parser("lab", help="the local drill lab")
-    p.add_argument("action", choices=["up", "down", "status", "reset", "ssh"])
-    p.add_argument("host", nargs="?")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=cmd_lab)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler: Handler = args.handler
+    handler: cli_args.Handler = args.handler
     try:
         return int(handler(args))
     except RunbookError as exc:

@@ -12,6 +12,7 @@ from enum import IntEnum
 class ExitStatus(IntEnum):
     SUCCEEDED = 0
     ROLLED_BACK = 1
+    BACKUPS_UNVERIFIED = 1  # `backups status`: a database has no verified backup (younger than --max-age)
     INVALID = 2
     NOT_RESTORED = 3
     LOCKED = 4

@@ -5,13 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PRODUCT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+# An installed wheel carries roles/, schemas/, ... in runner/_data (copied there by setup.py's build_py); a checkout
+# (and its editable install) keeps them at the top level of the repository (DESIGN section 2).
+PACKAGED_DATA_DIR = PACKAGE_DIR / "_data"
+CHECKOUT_ROOT = PACKAGE_DIR.parent
+PRODUCT_ROOT = PACKAGED_DATA_DIR if PACKAGED_DATA_DIR.is_dir() else CHECKOUT_ROOT
 ROLES_DIR = PRODUCT_ROOT / "roles"
 SCHEMAS_DIR = PRODUCT_ROOT / "schemas"
 POLICIES_DIR = PRODUCT_ROOT / "policies"
 RUNBOOKS_DIR = PRODUCT_ROOT / "runbooks"
 INVENTORIES_DIR = PRODUCT_ROOT / "inventories"
-COLLECTIONS_DIR = Path(__file__).resolve().parent / "collections"
+LAB_RECIPES_DIR = PRODUCT_ROOT / "lab"
+COLLECTIONS_DIR = PACKAGE_DIR / "collections"
 
 
 def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

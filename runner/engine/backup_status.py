@@ -13,7 +13,7 @@ from typing import Any
 
 from runner.engine.execute import prepare_private_dir, run_playbook, service_ansible_cfg
 from runner.engine.yamldump import dump, mark_unsafe
-from runner.errors import ExecutionError
+from runner.errors import ExecutionError, InvalidInput
 from runner.language.durations import format_seconds, parse_time
 
 CATALOG_TASK = "Survey the backups"
@@ -149,6 +149,8 @@ def status(
     now: datetime | None = None,
 ) -> BackupsReport:
     """Survey the backup directories of every host matching `hosts` (one ansible-playbook call)."""
+    if not Path(inventory).exists():
+        raise InvalidInput(f"inventory {inventory} does not exist")
     base = Path(tempfile.mkdtemp(prefix="backups-status-"))
     try:
         extravars = {

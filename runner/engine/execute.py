@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +44,67 @@ def write_extravars(private_dir: Path, extravars: str) -> None:
 
 
 def scrub_private_dir(private_dir: Path) -> None:
-    """Remove what may hold secrets once the run is over."""
-    for name in ("extravars", "passwords", "ssh_key"):
+    """Remove what may hold secrets once the run is over (and the environment files of a call that never
+    finished, e.g. killed with the control node)."""
+    for name in ("extravars", "passwords", "ssh_key", "envvars", "settings", "cmdline"):
         with contextlib.suppress(FileNotFoundError):
             (private_dir / "env" / name).unlink()
+    for artifacts in (private_dir / "artifacts").glob("*"):
+        remove_environment_files(artifacts)
+
+
+# What ansible-playbook needs of the caller's environment: home, user, locale, temporary directory, the SSH agent
+# and Kerberos ticket, proxies and CA bundles (a verify step may check from the control node), Ansible's own
+# settings. Anything else (PGPASSWORD, RUNBOOK_SMTP_PASSWORD, cloud keys) never reaches Ansible, its modules or
+# ansible-runner's files.
+_NEEDED_NAMES = frozenset(
+    {"HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSH_AUTH_SOCK", "KRB5CCNAME"}
+    | {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"}
+    | {f"{name}{suffix}" for name in ("http", "https", "no", "all") for suffix in ("_proxy", "_PROXY")}
+)
+_NEEDED_PREFIXES = ("LC_", "ANSIBLE_")
+# artifacts/<ident>/ files in which ansible-runner writes the whole environment of the call
+_ENVIRONMENT_FILES = ("command", "env.list")
+
+
+def needed_environment(prepared: dict[str, str], ours: dict[str, str]) -> dict[str, str]:
+    """The environment ansible-runner prepared for ansible-playbook (a copy of the caller's, plus its own
+    variables and ours), less what it copied from the caller that Ansible does not need."""
+    return {
+        name: value
+        for name, value in prepared.items()
+        if name in ours
+        or name in _NEEDED_NAMES
+        or name.startswith(_NEEDED_PREFIXES)
+        or os.environ.get(name) != value  # set by ansible-runner itself (its callback plugin, artifact dir)
+    }
+
+
+def remove_environment_files(artifact_dir: Path) -> None:
+    for name in _ENVIRONMENT_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (artifact_dir / name).unlink()
+
+
+def run_ansible(envvars: dict[str, str], **kwargs: Any) -> Any:
+    """ansible_runner.run(envvars=envvars, **kwargs) with only the environment Ansible needs (envvars and
+    needed_environment), no env/ files written for it, and nothing of the environment left once the call ends.
+
+    ansible-runner has no option not to copy the caller's environment; it reports the status `starting` with the
+    prepared config before it writes artifacts/<ident>/command and starts ansible-playbook, so that is where the
+    environment is cut down."""
+    artifact_dirs: list[Path] = []
+
+    def on_status(status: dict[str, Any], runner_config: Any) -> None:
+        if status.get("status") == "starting":
+            runner_config.env = needed_environment(runner_config.env, envvars)
+            artifact_dirs.append(Path(runner_config.artifact_dir))
+
+    try:
+        return ansible_runner.run(**kwargs, envvars=envvars, status_handler=on_status, suppress_env_files=True)
+    finally:
+        for artifact_dir in artifact_dirs:
+            remove_environment_files(artifact_dir)
 
 
 def ansible_env(config: Path, roles_paths: list[Path] | None = None) -> dict[str, str]:
@@ -90,6 +149,25 @@ def service_ansible_cfg() -> str:
     )
 
 
+@contextmanager
+def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP (the terminal went away) set `cancel`, which asks ansible-runner to stop the call;
+    never a traceback. The modules on the hosts then stop their own work (their session is gone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_playbook(
     private_dir: Path,
     playbook: str,
@@ -113,7 +191,6 @@ def run_playbook(
         "cancel_callback": (lambda: cancel.is_set()) if cancel is not None else (lambda: False),
         "quiet": True,
         "ident": ident,
-        "envvars": ansible_env(private_dir / "project" / "ansible.cfg", roles_paths),
         "settings": {"suppress_ansible_output": True, "job_timeout": int(timeout_s) if timeout_s else 0},
     }
     if tags:
@@ -123,15 +200,31 @@ def run_playbook(
     if cmdline:
         kwargs["cmdline"] = cmdline
     try:
-        runner = ansible_runner.run(**kwargs)
+        runner = run_ansible(ansible_env(private_dir / "project" / "ansible.cfg", roles_paths), **kwargs)
     except Exception as exc:  # ansible-runner raises plain exceptions when it cannot start
         raise ExecutionError(f"could not start ansible-playbook: {exc}") from exc
     return PlaybookOutcome(status=str(runner.status), rc=int(runner.rc if runner.rc is not None else -1))
 
 
+def first_error_line(rc: int, private_dir: Path) -> str:
+    """ansible-playbook failed before any task ran (bad inventory, syntax): its own error line, from its output."""
+    stdout_files = sorted((private_dir / "artifacts").glob("*/stdout"), key=lambda p: p.stat().st_mtime)
+    if stdout_files:
+        output = stdout_files[-1].read_text(errors="replace").splitlines()
+        lines = [line for line in output if "ERROR" in line] or [line for line in output if line.strip()]
+        if lines:
+            return lines[-1].strip()
+    return f"ansible-playbook exited {rc} before running any task"
+
+
 __all__ = [
     "PlaybookOutcome",
+    "cancel_on_signals",
+    "first_error_line",
+    "needed_environment",
     "prepare_private_dir",
+    "remove_environment_files",
+    "run_ansible",
     "run_playbook",
     "scrub_private_dir",
     "service_ansible_cfg",

@@ -1,12 +1,12 @@
 """Lease locks on the target hosts (DESIGN section 5): two runs never act on one host at once.
 
 Each target host keeps its own lease (runbook.ops.lease_lock: /var/lib/runbook/locks/<name>.json on the host,
-or the host's `runbook_lock_dir` inventory variable) with the holder's run id, owner, control-node pid and host,
-and an expiry, so a lease left by a dead control node expires by itself and is then taken over.
+or the host's `runbook_lock_dir` inventory variable) with the holder's run id, owner, control-node process
+(runner/engine/lease_holder.py) and a ttl, so a lease left by a dead control node expires by itself (measured on
+the host by its monotonic clock) and is then taken over; sooner when its holder is provably dead.
 
 acquire_leases runs one small playbook with ansible-runner on every target host. When any host is held by
-another run it releases what it took and raises LockHeld naming the holder(s). LeaseKeeper wraps
-acquire / periodic renew / release around a piece of work.
+another run it releases what it took and raises LockHeld naming the holder(s).
 
 A runbook run takes and gives back its leases inside its own ansible-playbook calls (runner/engine/run_leases.py, with
 lease_args and LeaseEvents from here); these playbooks of their own are its slow paths: leases taken before an
@@ -20,14 +20,13 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from runner.engine.execute import ansible_env, service_ansible_cfg
+from runner.engine.execute import ansible_env, run_ansible, service_ansible_cfg
+from runner.engine.lease_holder import LEASE_FIELDS, HolderIdentity, holder_died
 from runner.engine.yamldump import dump, mark_unsafe
 from runner.errors import ExecutionError, LockHeld
 
@@ -123,13 +122,22 @@ def lease_args(action: str) -> dict[str, Any]:
     if action in ("acquire", "renew"):
         args["ttl"] = "{{ runbook_lease.ttl }}"
     if action == "acquire":
-        args.update(
-            owner="{{ runbook_lease.owner }}",
-            pid="{{ runbook_lease.pid }}",
-            control_host="{{ runbook_lease.control_host }}",
-            take_over="{{ runbook_lease.take_over | default([]) }}",
-        )
+        args.update({key: f"{{{{ runbook_lease.{key} }}}}" for key in ("owner", *LEASE_FIELDS)})
+        args["take_over"] = "{{ runbook_lease.take_over | default([]) }}"
+    if action not in ("acquire", "renew", "release"):
+        del args["run_id"]  # list, force_release: whatever run holds the lease
     return args
+
+
+def lease_holder_vars(run_id: str, name: str, ttl_s: float, owner: str) -> dict[str, Any]:
+    """The `runbook_lease` extra var of an acquire: this run and its control-node process."""
+    return {
+        "name": name,
+        "run_id": run_id,
+        "owner": owner,
+        **HolderIdentity.of_this_process().lease_fields(),
+        "ttl": max(1, int(ttl_s)),
+    }
 
 
 def _playbook(pattern: str, action: str) -> str:
@@ -207,8 +215,26 @@ def _run(
     lock_dir: str | None = None,
     work_dir: Path | None = None,
 ) -> LeaseOutcome:
-    import ansible_runner
+    collector = LeaseEvents(release=action == "release")
+    status, rc = run_lease_playbook(
+        inventory, pattern, action, lease, collector, limit=limit, lock_dir=lock_dir, work_dir=work_dir
+    )
+    return LeaseOutcome(hosts=collector.hosts, status=status, rc=rc)
 
+
+def run_lease_playbook(
+    inventory: Path,
+    pattern: str,
+    action: str,
+    lease: dict[str, Any],
+    handler: Callable[[dict[str, Any]], bool],
+    *,
+    limit: str | None = None,
+    lock_dir: str | None = None,
+    work_dir: Path | None = None,
+) -> tuple[str, int]:
+    """One lease_lock `action` on every host of pattern, its events to handler; ansible-runner's status and rc.
+    ExecutionError when the playbook could not run or failed before any host answered."""
     base = Path(tempfile.mkdtemp(prefix=f"lease-{action}-", dir=str(work_dir) if work_dir else None))
     try:
         project = base / "project"
@@ -223,26 +249,31 @@ def _run(
         fd = os.open(env / "extravars", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(dump(extravars))
-        collector = LeaseEvents(release=action == "release")
+        answered: set[str] = set()
+
+        def events(event: dict[str, Any]) -> bool:
+            data = event.get("event_data") or {}
+            if data.get("task") == LEASE_TASK and data.get("host") and event.get("event") != "runner_on_start":
+                answered.add(str(data["host"]))
+            return handler(event)
+
         kwargs: dict[str, Any] = {
             "private_data_dir": str(base),
             "playbook": "lease.yml",
             "inventory": str(Path(inventory).resolve()),
-            "event_handler": collector,
+            "event_handler": events,
             "quiet": True,
-            "envvars": ansible_env(project / "ansible.cfg"),
             "settings": {"suppress_ansible_output": True},
         }
         if limit:
             kwargs["limit"] = limit
         try:
-            result = ansible_runner.run(**kwargs)
+            result = run_ansible(ansible_env(project / "ansible.cfg"), **kwargs)
         except Exception as exc:
             raise ExecutionError(f"could not run the lease playbook: {exc}") from exc
-        outcome = LeaseOutcome(hosts=collector.hosts, status=str(result.status), rc=int(result.rc or 0))
-        if not collector.hosts and result.status != "successful":
+        if not answered and result.status != "successful":
             raise ExecutionError(f"the lease playbook failed before reaching any host ({_last_error(base)})")
-        return outcome
+        return str(result.status), int(result.rc or 0)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -253,24 +284,6 @@ def _last_error(base: Path) -> str:
         if lines:
             return lines[-1]
     return "no output"
-
-
-def holder_died(holder: dict[str, Any] | None) -> bool:
-    if not holder or holder.get("control_host") != socket.gethostname():
-        return False
-    try:
-        pid = int(holder.get("pid") or 0)
-    except (TypeError, ValueError):
-        return False
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def acquire_leases(
@@ -292,19 +305,12 @@ def acquire_leases(
     outcome. Stale leases that were taken over are in outcome.taken_over.
     """
     pattern = _pattern(hosts_pattern)
-    lease = {
-        "name": name,
-        "run_id": run_id,
-        "owner": owner or default_owner(),
-        "pid": os.getpid(),
-        "control_host": socket.gethostname(),
-        "ttl": max(1, int(ttl_s)),
-    }
+    lease = lease_holder_vars(run_id, name, ttl_s, owner or default_owner())
     outcome = _run(inventory, pattern, "acquire", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir)
     dead = sorted({str(r.holder.get("run_id")) for r in outcome.held.values() if r.holder and holder_died(r.holder)})
     if dead:
-        # the holder ran on this control node and its process is gone (killed, crashed): its leases are stale
-        # before they expire; take them over so the run can be resumed at once
+        # the holder's process is provably gone (killed, crashed): its leases are stale before they expire; take
+        # them over so the run can be resumed at once
         retry = _run(inventory, ":".join(sorted(outcome.held)), "acquire", {**lease, "take_over": dead},
                      limit=limit, lock_dir=lock_dir, work_dir=work_dir)
         outcome.hosts.update(retry.hosts)
@@ -372,98 +378,12 @@ def release_leases(
     return outcome
 
 
-class LeaseKeeper:
-    """`with LeaseKeeper(...) as outcome:` acquires, renews every ttl/3 in a thread, releases on exit."""
-
-    def __init__(
-        self,
-        inventory: Path,
-        hosts_pattern: str | Iterable[str],
-        run_id: str,
-        ttl_s: float = DEFAULT_TTL_S,
-        *,
-        name: str = DEFAULT_NAME,
-        limit: str | None = None,
-        lock_dir: str | None = None,
-        work_dir: Path | None = None,
-        owner: str | None = None,
-    ) -> None:
-        self.inventory = inventory
-        self.pattern = _pattern(hosts_pattern)
-        self.run_id = run_id
-        self.ttl_s = ttl_s
-        self.name = name
-        self.limit = limit
-        self.lock_dir = lock_dir
-        self.work_dir = work_dir
-        self.owner = owner
-        self.outcome: LeaseOutcome | None = None
-        self.lost: list[str] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> LeaseOutcome:
-        self.outcome = acquire_leases(
-            self.inventory,
-            self.pattern,
-            self.run_id,
-            self.ttl_s,
-            name=self.name,
-            owner=self.owner,
-            limit=self.limit,
-            lock_dir=self.lock_dir,
-            work_dir=self.work_dir,
-        )
-        if self.outcome.acquired:
-            self._thread = threading.Thread(target=self._renew_loop, name="lease-renew", daemon=True)
-            self._thread.start()
-        return self.outcome
-
-    def _renew_loop(self) -> None:
-        assert self.outcome is not None
-        hosts = ":".join(self.outcome.acquired)
-        while not self._stop.wait(max(self.ttl_s / 3.0, 1.0)):
-            try:
-                renewed = renew_leases(
-                    self.inventory,
-                    hosts,
-                    self.run_id,
-                    self.ttl_s,
-                    name=self.name,
-                    lock_dir=self.lock_dir,
-                    work_dir=self.work_dir,
-                )
-            except ExecutionError:
-                continue  # try again next period; the lease is still valid until it expires
-            self.lost = sorted(set(self.lost) | set(renewed.held))
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-        if self.outcome is not None and self.outcome.acquired:
-            release_leases(
-                self.inventory,
-                ":".join(self.outcome.acquired),
-                self.run_id,
-                name=self.name,
-                lock_dir=self.lock_dir,
-                work_dir=self.work_dir,
-            )
-
-
 __all__ = [
     "DEFAULT_NAME",
     "DEFAULT_TTL_S",
     "HostLease",
     "LeaseEvents",
     "LeaseHeld",
-    "LeaseKeeper",
     "LeaseOutcome",
     "acquire_leases",
     "default_owner",
@@ -471,6 +391,8 @@ __all__ = [
     "held_error",
     "holder_died",
     "lease_args",
+    "lease_holder_vars",
     "release_leases",
     "renew_leases",
+    "run_lease_playbook",
 ]

@@ -10,6 +10,7 @@ Layout of a rendered project:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,46 @@ from runner.language.model import Runbook, Step
 from runner.language.role_specs import find_role
 from runner.paths import COLLECTIONS_DIR
 
+HOST_WORK_GROUP = "group/runbook.ops.host_work"  # modules that stop their own work (meta/runtime.yml)
+WORK_ENV = "RUNBOOK_WORK"  # the run id, on every task of a step and every process it starts on a host
+WORK_HOST_ENV = "RUNBOOK_WORK_HOST"
 RESET_TASK = "Reset step outputs"
 RECORD_TASK = "Record step outputs"
 BOOKKEEPING_TASKS = frozenset({RESET_TASK, RECORD_TASK})
 STEP_TAG_PREFIX = "step_"
 
 
+_PLAY_OF_STEP = re.compile(r"^Step ([a-z0-9_-]+):")
+
+
 def play_name(step: Step) -> str:
+    """`Step <id>: <title>`. Ansible renders a title that holds a template (`name:`, or the `hosts:` in the default
+    title), so the events name the play differently; the id it starts with stays: play_step_id reads it back."""
     return f"Step {step.id}: {step.title}"
+
+
+def play_step_id(play: str) -> str | None:
+    """The id of the step whose play this is (by its name as ansible-runner's events carry it); None: no step's."""
+    match = _PLAY_OF_STEP.match(play)
+    return match.group(1) if match else None
 
 
 def step_tag(step: Step) -> str:
     return STEP_TAG_PREFIX + step.id.replace("-", "_")
+
+
+def task_timeout_s(timeout_s: float) -> int:
+    """Ansible's timeout of each task of a step: the step's `timeout:` (a backstop, see module_timeout_s)."""
+    return max(1, int(timeout_s))
+
+
+def module_timeout_s(timeout_s: float) -> float:
+    """The deadline a host_work module keeps itself, a little before Ansible's task timeout: the module ends its
+    work and says what it left while Ansible still waits for the answer (Ansible's own timeout only stops the
+    waiting, never the work on the host)."""
+    limit = task_timeout_s(timeout_s)
+    grace = min(30.0, max(2.0, limit * 0.2))
+    return round(max(limit - grace, limit / 2), 3)
 
 
 @dataclass(frozen=True)
@@ -135,7 +164,7 @@ def _include(
     name = f"Run role {step.uses}" + (f" (attempt {attempt} of {attempts})" if attempts > 1 else "")
     apply: dict[str, Any] = {}
     if step.timeout_s is not None:
-        apply["timeout"] = max(1, int(step.timeout_s))
+        apply["timeout"] = task_timeout_s(step.timeout_s)
     if secret:
         apply["no_log"] = True
     task: dict[str, Any] = {
@@ -188,6 +217,10 @@ def _play(step: Step, runbook: Runbook, roles_paths: list[Path], *, fatal: bool)
         "runbook_recorded_here": "{{ (runbook_recorded_steps | default({}))[inventory_hostname] | default({}) }}",
         "steps": "{{ runbook_recorded_any | combine(runbook_recorded_here, runbook_steps | default({})) }}",
     }
+    # marks the processes of the step on the host (runbook.ops.work_state finds them after a timeout or a cancel)
+    play["environment"] = {WORK_ENV: "{{ runbook_run_id | default('') }}", WORK_HOST_ENV: "{{ inventory_hostname }}"}
+    if step.timeout_s is not None:
+        play["module_defaults"] = {HOST_WORK_GROUP: {"runbook_timeout": module_timeout_s(step.timeout_s)}}
     play["tasks"] = [
         {"name": RESET_TASK, "ansible.builtin.set_fact": {"runbook_outputs": {}}},
         *_attempts(step, role_vars, secret),

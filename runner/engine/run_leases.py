@@ -6,11 +6,13 @@ playbook, then the phase's playbook, then — when the run ends in that call —
 are tagged `always`, so a call limited to some steps with --tags still runs them. Their variables come from the
 `runbook_lease` extra var (run id, owner, pid, ttl, target hosts), marked unsafe like every operator value.
 
-Acquire: runbook.ops.lease_lock on every target host, registered with failed_when: false and ignore_unreachable (an
-unreachable host stays unlocked and its steps fail there, as they always did); then a fail task with
-any_errors_fatal on each host that refused the lease, so one host held by another run stops the call before any
-step on any host. Acquiring again with the same run id renews the lease, so every later call of the run (after a
-`confirm:` gate, on_failure) re-checks that it still holds its hosts.
+Acquire: runbook.ops.lease_lock on every target host, registered with failed_when: false; a host unreachable then
+is dropped by Ansible from every later play of the call, so no step of that call runs on a host whose lease was not
+taken (RunCalls reports its steps there as unreachable for the lease); then a fail task with any_errors_fatal on
+each host that refused the lease, so one host held by another run stops the call before any step on any host.
+The call itself is limited to the target hosts (RunCalls passes them as --limit): a step cannot touch a host the
+acquire play did not cover. Acquiring again with the same run id renews the lease, so every later call of the run
+(after a `confirm:` gate, on_failure) re-checks that it still holds its hosts.
 
 Release: only when every target host is still active in that last play — a host that failed or became
 unreachable earlier in the call is not — so a run that will go on to on_failure never gives its leases back
@@ -20,16 +22,16 @@ the end with host_leases.release_leases, as before. RunLeases also renews the he
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from runner.engine import host_leases
+from runner.engine.inventory import StepHosts
 from runner.engine.yamldump import dump
 from runner.errors import ExecutionError
+from runner.language.model import Step
 
 ACQUIRE_PLAYBOOK = "runbook_lease_acquire.yml"
 RELEASE_PLAYBOOK = "runbook_lease_release.yml"
@@ -44,7 +46,7 @@ EventHandler = Callable[[dict[str, Any]], bool]
 
 
 def acquire_play() -> dict[str, Any]:
-    refused = f"not ({RESULT_VAR}.acquired | default(false)) and not ({RESULT_VAR}.unreachable | default(false))"
+    refused = f"not ({RESULT_VAR}.acquired | default(false))"
     return {
         "name": ACQUIRE_PLAY,
         "hosts": "{{ runbook_lease.hosts }}",
@@ -56,7 +58,6 @@ def acquire_play() -> dict[str, Any]:
                 "runbook.ops.lease_lock": host_leases.lease_args("acquire"),
                 "register": RESULT_VAR,
                 "failed_when": False,
-                "ignore_unreachable": True,
             },
             {
                 "name": REFUSED_TASK,
@@ -132,6 +133,10 @@ class CallWatch:
         """Hosts where another run holds the lease (empty when the call took every reachable host)."""
         return self.acquire.outcome().held
 
+    def unreachable(self) -> dict[str, str]:
+        """Hosts unreachable when the call took its leases (no step of the call ran there): host -> why."""
+        return {h: r.message for h, r in sorted(self.acquire.outcome().hosts.items()) if r.unreachable}
+
 
 def _other_play_starts(event: dict[str, Any]) -> bool:
     if event.get("event") != "playbook_on_play_start":
@@ -152,9 +157,11 @@ class RunLeases:
         *,
         name: str = host_leases.DEFAULT_NAME,
         work_dir: Path | None = None,
+        step_hosts: StepHosts | None = None,
     ) -> None:
         self.inventory = inventory
         self.targets = sorted(targets)
+        self.step_hosts = step_hosts
         self.run_id = run_id
         self.ttl_s = ttl_s
         self.name = name
@@ -162,6 +169,7 @@ class RunLeases:
         self.owner = host_leases.default_owner()
         self.held: dict[str, host_leases.HostLease] = {}
         self.released: set[str] = set()
+        self.kept: set[str] = set()  # the run's work there was not confirmed ended: held until the lease expires
         self.taken_over: dict[str, dict[str, Any]] = {}
         self._mutex = threading.Lock()
         self._stop = threading.Event()
@@ -171,17 +179,12 @@ class RunLeases:
 
     def extravars(self) -> dict[str, Any]:
         """The `runbook_lease` extra var the lease plays read (strings are marked unsafe by the caller)."""
-        return {
-            "runbook_lease": {
-                "name": self.name,
-                "run_id": self.run_id,
-                "owner": self.owner,
-                "pid": os.getpid(),
-                "control_host": socket.gethostname(),
-                "ttl": max(1, int(self.ttl_s)),
-                "hosts": list(self.targets),
-            }
-        }
+        lease = host_leases.lease_holder_vars(self.run_id, self.name, self.ttl_s, self.owner)
+        return {"runbook_lease": {**lease, "hosts": list(self.targets)}}
+
+    def hosts_of(self, step: Step) -> list[str]:
+        """The target hosts the step runs on."""
+        return self.step_hosts.of([step]) if self.step_hosts is not None else list(self.targets)
 
     def playbook(self, project: Path, playbook: str, *, release: bool) -> str:
         """Write the lease playbooks and the wrapper of `playbook` into project; the wrapper's name."""
@@ -209,9 +212,15 @@ class RunLeases:
             self.released.add(host)
 
     def outstanding(self) -> list[str]:
-        """Hosts whose lease this run took and has not given back."""
+        """Hosts whose lease this run took and has not given back (nor keeps until it expires)."""
         with self._mutex:
-            return sorted(h for h in self.held if h not in self.released)
+            return sorted(h for h in self.held if h not in self.released and h not in self.kept)
+
+    def keep(self, hosts: list[str]) -> None:
+        """Neither renew nor give back these hosts' leases: they stay held until they expire (the run's work on
+        them was not confirmed ended, so no other run may act there before)."""
+        with self._mutex:
+            self.kept.update(hosts)
 
     # ------------------------------------------------------------------------------ outside the calls (slow)
 

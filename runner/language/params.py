@@ -10,9 +10,12 @@ from typing import Any
 import jsonschema
 
 from runner.errors import Diagnostic, InvalidInput
-from runner.language.model import Runbook
+from runner.language.model import Param, Runbook
+from runner.language.value_limits import TOO_DEEP, LimitProblem, int_from_text, looks_like_int, value_problem
+from runner.language.yamlsource import YamlSyntaxError, dotted, parse_yaml_file
 
 SECRET_MASK = "********"
+_ABSENT = object()  # a param with no value given and no default
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,6 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 
 
 def load_params_file(path: str | Path) -> dict[str, Any]:
-    from runner.language.yamlsource import YamlSyntaxError, parse_yaml_file
-
     try:
         located = parse_yaml_file(Path(path))
     except YamlSyntaxError as exc:
@@ -59,14 +60,23 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     return dict(located.data)
 
 
+class _OverLimit(Exception):
+    def __init__(self, problem: LimitProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def _coerce(text: str, declared: str) -> Any:
     if declared == "string":
         return text
     if declared == "integer":
-        return int(text, 10)
+        return int_from_text(text)
     if declared == "number":
-        number = float(text)
-        return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+        return int_from_text(text) if looks_like_int(text) else float(text)
     if declared == "boolean":
         lowered = text.strip().lower()
         if lowered in ("true", "yes", "on", "1"):
@@ -75,13 +85,54 @@ def _coerce(text: str, declared: str) -> Any:
             return False
         raise ValueError("expected true or false")
     if declared in ("array", "object"):
-        value = json.loads(text)
-        return value
+        try:
+            return json.loads(text, parse_constant=_refuse_constant, parse_int=int_from_text)
+        except RecursionError:  # far deeper than MAX_DEPTH: where exactly does not matter
+            raise _OverLimit(LimitProblem((), TOO_DEEP)) from None
     return text
 
 
+def _pick(name: str, param: Param, cli_values: dict[str, str], file_values: dict[str, Any]) -> Any:
+    """The value a param takes: -p (coerced), else the params file or the journal, else its default; _ABSENT if
+    none. Raises ValueError when a -p text is not of the declared type, _OverLimit when it is too large."""
+    if name in cli_values:
+        text = cli_values[name]
+        over = value_problem(text)
+        if over is not None:
+            raise _OverLimit(over)
+        return _coerce(text, param.type)
+    if name in file_values:
+        return file_values[name]
+    return param.default if param.has_default else _ABSENT
+
+
+def _limit_message(name: str, param: Param, problem: LimitProblem) -> str:
+    where = dotted((name, *problem.path))
+    if len(where) > 80:
+        where = f"{where[:60]}...{where[-16:]}"
+    at = f" at {where}" if problem.path and not param.secret else ""
+    return f"param {name!r}: {problem.message}{at}"
+
+
+def _problems_of(name: str, param: Param, value: Any) -> list[str]:
+    """The limits every value keeps first (the schema check could recurse or mislead past them), then the schema."""
+    over = value_problem(value)
+    if over is not None:
+        return [_limit_message(name, param, over)]
+    shown = SECRET_MASK if param.secret else _short(repr(value))
+    errors = jsonschema.Draft202012Validator(param.schema).iter_errors(value)
+    return [
+        f"param {name!r} = {shown}: {f'fails its {e.validator} rule' if param.secret else _short(e.message)}"
+        for e in errors
+    ]
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}...{text[-17:]}"
+
+
 def resolve(runbook: Runbook, cli_values: dict[str, str], file_values: dict[str, Any] | None = None) -> ResolvedParams:
-    """Defaults, then the params file, then -p values; every problem reported together."""
+    """Defaults, then the params file (or the journal), then -p; every problem reported together."""
     problems: list[str] = []
     values: dict[str, Any] = {}
     file_values = file_values or {}
@@ -90,22 +141,18 @@ def resolve(runbook: Runbook, cli_values: dict[str, str], file_values: dict[str,
             known = ", ".join(sorted(runbook.params)) or "none"
             problems.append(f"unknown param {name!r} (this runbook takes: {known})")
     for name, param in runbook.params.items():
-        if name in cli_values:
-            try:
-                values[name] = _coerce(cli_values[name], param.type)
-            except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-                problems.append(f"param {name!r} must be {param.type}: {exc}")
-                continue
-        elif name in file_values:
-            values[name] = file_values[name]
-        elif param.has_default:
-            values[name] = param.default
-        else:
+        try:
+            value = _pick(name, param, cli_values, file_values)
+        except _OverLimit as exc:
+            problems.append(_limit_message(name, param, exc.problem))
             continue
-        shown = SECRET_MASK if param.secret else repr(values[name])
-        for error in jsonschema.Draft202012Validator(param.schema).iter_errors(values[name]):
-            detail = error.message if not param.secret else f"fails its {error.validator} rule"
-            problems.append(f"param {name!r} = {shown}: {detail}")
+        except ValueError as exc:  # JSONDecodeError is a ValueError
+            problems.append(f"param {name!r} must be {param.type}: {_short(str(exc))}")
+            continue
+        if value is _ABSENT:
+            continue
+        values[name] = value
+        problems += _problems_of(name, param, value)
     missing = [n for n, p in runbook.params.items() if p.required and n not in values]
     if missing:
         problems.append("missing required params: " + ", ".join(missing) + " (give them with -p name=value)")

@@ -19,7 +19,3 @@ def load_policy() -> dict[str, Any]:
 
 def response_target_s(severity: str) -> float:
     return parse_duration(str(load_policy()["levels"][severity]["response"]))
-
-
-def resolution_target_s(severity: str) -> float:
-    return parse_duration(str(load_policy()["levels"][severity]["resolution"]))

@@ -1,25 +1,26 @@
 """Roles a step can use: where they are and what options their meta/argument_specs.yml accepts.
 
-check_options() validates a step's `with:` against the spec the way Ansible's argument spec validation does
-(required, unknown, type, choices, list elements, sub-options of dicts and lists of dicts). Validation before
-params are known is strict (a number where a string is expected is fine, a string where a number is expected is
-not) and skips template values; once templates are rendered it is lenient like Ansible (the string "5" is an int).
+A spec Ansible would refuse when the role starts (an option that is not a mapping, a type it does not know) is
+reported where the role is used; runner.language.option_checks checks a step's `with:` against a readable spec.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
+from runner.language.yamlsource import YamlSyntaxError, parse_yaml_file
 
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 SPEC_FILE = Path("meta") / "argument_specs.yml"
+# every type Ansible's argument spec validation knows (ansible.module_utils.common.parameters)
+OPTION_TYPES = frozenset(
+    {"str", "path", "int", "float", "bool", "list", "dict", "raw", "bytes", "bits", "json", "jsonarg"}
+)
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,14 @@ def _options(raw: Any, prefix: str, where: str) -> dict[str, RoleOption]:
         if not isinstance(choices, (list, tuple)):
             raise SpecError(f"choices of option {where}{full} must be a list")
         elements = spec.get("elements")
+        type_name = str(spec.get("type", "str"))
+        for what, name in (("type", type_name), ("elements", elements)):
+            if name is not None and str(name) not in OPTION_TYPES:
+                raise SpecError(f"option {where}{full} has {what} {name!r}, which Ansible does not know")
         options[short_name] = RoleOption(
             name=short_name,
             full_name=full,
-            type=str(spec.get("type", "str")),
+            type=type_name,
             required=bool(spec.get("required", False)),
             default=spec.get("default"),
             has_default="default" in spec,
@@ -128,6 +133,18 @@ def _attribute(attributes: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def _spec_data(spec_file: Path) -> Any:
+    """The spec file's data, read like a runbook (YAML 1.2 core, through libyaml: fast, and never a traceback)."""
+    try:
+        located = parse_yaml_file(spec_file)
+    except YamlSyntaxError as exc:
+        raise SpecError(f"line {exc.diagnostic.line}: {exc.diagnostic.message}") from None
+    if located.problems:
+        first = located.problems[0]
+        raise SpecError(f"line {first.line}: {first.message}")
+    return located.data or {}
+
+
 @lru_cache(maxsize=256)
 def _load_role(path: Path, mtime_ns: int) -> Role:
     name = path.name
@@ -135,7 +152,7 @@ def _load_role(path: Path, mtime_ns: int) -> Role:
     if not spec_file.is_file():
         return Role(name=name, path=path)
     try:
-        data = YAML(typ="safe").load(spec_file.read_text(encoding="utf-8")) or {}
+        data = _spec_data(spec_file)
         if not isinstance(data, dict):
             raise SpecError("expected a mapping with argument_specs")
         specs = data.get("argument_specs") or {}
@@ -199,248 +216,3 @@ def available_roles(search_paths: list[Path]) -> list[str]:
             continue
         names.update(p.name for p in entries if _role_dir(p.name, base) is not None)
     return sorted(names)
-
-
-# --- checking values against options -------------------------------------------------------------------------
-
-RelPath = tuple[str | int, ...]
-
-_BOOL_WORDS = {"yes", "no", "true", "false", "on", "off", "1", "0", "y", "n", "t", "f", "1.0", "0.0"}
-
-_TYPE_NAMES = {
-    "str": "a string",
-    "path": "a path string",
-    "int": "an integer",
-    "float": "a number",
-    "bool": "true or false",
-    "list": "a list",
-    "dict": "a mapping",
-}
-
-
-@dataclass(frozen=True)
-class OptionProblem:
-    path: RelPath  # relative to the step's with: mapping
-    message: str
-    key: bool = False  # points at the key rather than the value
-
-
-def is_template(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
-
-
-def _label(path: RelPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
-
-
-@dataclass(frozen=True)
-class _Mode:
-    lenient: bool = False  # Ansible's conversions ("5" is an int): for values rendered from templates
-    literal: frozenset[RelPath] = frozenset()  # values that are data even when they look like templates
-    show_values: bool = True  # False when a value may hold a secret
-
-    def is_literal(self, at: RelPath) -> bool:
-        return any(at[: len(p)] == p for p in self.literal)
-
-
-def check_options(
-    role: Role,
-    with_: dict[str, Any],
-    *,
-    lenient: bool = False,
-    literal: frozenset[RelPath] = frozenset(),
-    show_values: bool = True,
-) -> list[OptionProblem]:
-    """Every problem of a step's with: against the role's options (unknown, required, type, choices).
-
-    Template strings are skipped (they are checked once params are known), except under the paths in literal.
-    """
-    mode = _Mode(lenient, literal, show_values)
-    problems: list[OptionProblem] = []
-    for raw_key in with_:
-        key = str(raw_key)
-        if key not in role.options:
-            if key.startswith(role.prefix) and key[len(role.prefix) :] in role.options:
-                hint = f"; write it without the role prefix: {key[len(role.prefix) :]!r}"
-            elif not role.options:
-                hint = " (the role declares no options in meta/argument_specs.yml)"
-            else:
-                close = role.suggest(key)
-                hint = f"; did you mean {close!r}?" if close else ""
-            problems.append(OptionProblem((key,), f"role {role.name} has no option {key!r}{hint}", key=True))
-    for option in role.options.values():
-        if option.name in with_:
-            problems += _check_value(role, option, with_[option.name], (option.name,), mode)
-        elif option.required:
-            problems.append(OptionProblem((), f"role {role.name} needs option {option.name!r}"))
-    return problems
-
-
-def _check_sub(
-    role: Role, options: dict[str, RoleOption], value: dict[str, Any], at: RelPath, mode: _Mode
-) -> list[OptionProblem]:
-    problems: list[OptionProblem] = []
-    for key in value:
-        key = str(key)
-        if key not in options:
-            close = suggest(key, list(options))
-            hint = f"; did you mean {close!r}?" if close else f" (it takes: {', '.join(options)})"
-            problems.append(
-                OptionProblem((*at, key), f"role {role.name} has no option {_label((*at, key))!r}{hint}", key=True)
-            )
-    for option in options.values():
-        if option.name in value:
-            problems += _check_value(role, option, value[option.name], (*at, option.name), mode)
-        elif option.required:
-            problems.append(OptionProblem(at, f"role {role.name} needs option {_label((*at, option.name))!r}"))
-    return problems
-
-
-def _check_value(role: Role, option: RoleOption, value: Any, at: RelPath, mode: _Mode) -> list[OptionProblem]:
-    if is_template(value) and not mode.is_literal(at):
-        return []  # checked once params are known (runner.language.typecheck)
-    label = _label(at)
-    ok, converted = convert(option.type, value, lenient=mode.lenient)
-    if not ok:
-        expected = _TYPE_NAMES.get(option.type, option.type)
-        shown = _show(value, mode.show_values)
-        return [OptionProblem(at, f"option {label!r} of role {role.name} expects {expected}, got {shown}")]
-    problems: list[OptionProblem] = []
-    if option.type == "list" and isinstance(converted, list):
-        for index, item in enumerate(converted):
-            item_at = (*at, index)
-            if is_template(item) and not mode.is_literal(item_at):
-                continue
-            if option.elements:
-                good, item_value = convert(option.elements, item, lenient=mode.lenient)
-                if not good:
-                    expected = _TYPE_NAMES.get(option.elements, option.elements)
-                    shown = _show(item, mode.show_values)
-                    problems.append(
-                        OptionProblem(
-                            item_at, f"option {_label(item_at)!r} of role {role.name} expects {expected}, got {shown}"
-                        )
-                    )
-                    continue
-                item = item_value
-            if option.choices and _hashable_not_in(item, option.choices):
-                problems.append(OptionProblem(item_at, _choices_message(role, item_at, option, item, mode)))
-            if option.options and isinstance(item, dict):
-                problems += _check_sub(role, option.options, item, item_at, mode)
-        return problems
-    if option.choices and _hashable_not_in(converted, option.choices):
-        problems.append(OptionProblem(at, _choices_message(role, at, option, value, mode)))
-    if option.options and isinstance(converted, dict):
-        problems += _check_sub(role, option.options, converted, at, mode)
-    return problems
-
-
-def _hashable_not_in(value: Any, choices: tuple[Any, ...]) -> bool:
-    try:
-        return value not in choices
-    except TypeError:
-        return True
-
-
-def _choices_message(role: Role, at: RelPath, option: RoleOption, value: Any, mode: _Mode) -> str:
-    allowed = ", ".join(str(c) for c in option.choices)
-    return f"option {_label(at)!r} of role {role.name} must be one of: {allowed} (got {_show(value, mode.show_values)})"
-
-
-def _show(value: Any, show_values: bool = True) -> str:
-    """A value for a message: its kind, and the value itself when short (and not possibly secret)."""
-    kind = _kind(value)
-    if isinstance(value, (dict, list)) or value is None or not show_values:
-        return kind
-    text = repr(value)
-    return f"{kind} {text}" if len(text) <= 40 else kind
-
-
-def convert(type_name: str, value: Any, *, lenient: bool) -> tuple[bool, Any]:
-    """Whether value fits an argument_specs type, and the value as Ansible would pass it on."""
-    if type_name == "raw" or type_name not in _TYPE_NAMES:
-        return True, value
-    if type_name in ("str", "path"):
-        if isinstance(value, str):
-            return True, value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, str(value)  # Ansible converts numbers to strings for str options
-        if lenient and isinstance(value, bool):
-            return True, str(value)
-        return False, value
-    if type_name == "int":
-        if isinstance(value, bool):
-            return False, value
-        if isinstance(value, int):
-            return True, value
-        if lenient and isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value) and len(value) < 40:
-            return True, int(value)
-        if lenient and isinstance(value, float) and value.is_integer():
-            return True, int(value)
-        return False, value
-    if type_name == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, float(value)
-        if lenient and isinstance(value, str):
-            try:
-                return True, float(value)
-            except ValueError:
-                return False, value
-        return False, value
-    if type_name == "bool":
-        if isinstance(value, bool):
-            return True, value
-        if lenient and isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
-            return True, value.strip().lower() in ("yes", "true", "on", "1", "y", "t", "1.0")
-        if lenient and isinstance(value, (int, float)) and value in (0, 1):
-            return True, bool(value)
-        return False, value
-    if type_name == "list":
-        if isinstance(value, list):
-            return True, value
-        if lenient and isinstance(value, str):
-            return True, [part.strip() for part in value.split(",")] if value else []
-        if lenient and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True, [str(value)]
-        return False, value
-    if type_name == "dict":
-        if isinstance(value, dict):
-            return True, value
-        if lenient and isinstance(value, str):
-            if value.strip().startswith("{"):
-                try:
-                    loaded = json.loads(value)
-                except ValueError:
-                    return False, value
-                return isinstance(loaded, dict), loaded
-            return "=" in value, value
-        return False, value
-    return True, value
-
-
-def type_error(option: RoleOption, value: Any) -> str | None:
-    """Why value does not fit the option (None when it fits). Template strings are checked later."""
-    for problem in _check_value(Role(name="role", path=Path()), option, value, (option.name,), _Mode()):
-        return problem.message
-    return None
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    if value is None:
-        return "nothing (null)"
-    return type(value).__name__

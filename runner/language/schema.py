@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -12,7 +13,8 @@ import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
 from runner.errors import Diagnostic
-from runner.language.yamlsource import Located
+from runner.language.describe import kind, short
+from runner.language.yamlsource import Located, PathKey
 from runner.paths import SCHEMAS_DIR
 
 
@@ -69,45 +71,36 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, bool]:
     """Human message and whether it points at a key (rather than a value)."""
     validator_name = error.validator
     if validator_name == "additionalProperties":
-        extra = sorted(set(_instance_keys(error)) - set(_schema_properties(error)))
-        return f"unknown key {', '.join(repr(e) for e in extra)}", True
+        return f"unknown key {', '.join(repr(e) for e in _extra_keys(error))}", True
     if validator_name == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return f"missing required key {missing!r}", False
     if validator_name == "pattern":
         if error.validator_value == DURATION_PATTERN:
             return (
-                f"{_short(error.instance)} does not match a duration: a whole number and ms, s, m, h or d (90s, 5m)",
+                f"{short(error.instance)} does not match a duration: a whole number and ms, s, m, h or d (90s, 5m)",
                 False,
             )
-        return f"{_short(error.instance)} does not match {error.validator_value!r}", False
+        return f"{short(error.instance)} does not match {error.validator_value!r}", False
     if validator_name == "format" and error.validator_value == "regex":
         return f"invalid regular expression: {regex_problem(str(error.instance))}", False
     if validator_name == "enum":
         choices: Any = error.validator_value
         allowed = ", ".join(str(v) for v in choices)
-        return f"{_short(error.instance)} is not one of: {allowed}", False
+        return f"{short(error.instance)} is not one of: {allowed}", False
     if validator_name == "const":
-        return f"must be {error.validator_value!r}, got {_short(error.instance)}", False
+        return f"must be {error.validator_value!r}, got {short(error.instance)}", False
     if validator_name == "type":
         schema: Any = error.schema
         if isinstance(schema, dict) and schema.get("pattern") == DURATION_PATTERN:
             hint = f" (add a unit: {error.instance}s)" if isinstance(error.instance, int) else ""
-            return f"must be a duration such as 90s or 5m, got {_kind(error.instance)}{hint}", False
-        return f"must be {_type_name(error.validator_value)}, got {_kind(error.instance)}", False
+            return f"must be a duration such as 90s or 5m, got {kind(error.instance)}{hint}", False
+        return f"must be {_type_name(error.validator_value)}, got {kind(error.instance)}", False
     if validator_name == "minItems" and error.validator_value == 1:
         return "needs at least one item", False
     if validator_name == "propertyNames":
         return f"invalid name: {error.message}", True
     return error.message, False
-
-
-def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _instance_keys(error: jsonschema.ValidationError) -> list[str]:
@@ -135,45 +128,74 @@ def _type_name(value: Any) -> str:
     return names.get(str(value), str(value))
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    return "a string"
+@dataclass(frozen=True)
+class SchemaCheck:
+    """What the schema says of a document: its diagnostics, and which parts of the document it accepts.
+
+    A part is rejected when a value is wrong (with everything it contains), when it is an unknown key or a key
+    that is not a valid name (that entry only); a mapping that lacks a required key is incomplete, but what it
+    does hold may still be valid. Values the YAML layer already replaced (Located.spoiled) count as rejected and
+    are not reported again.
+    """
+
+    diagnostics: list[Diagnostic]
+    rejected: frozenset[PathKey]
+    incomplete: frozenset[PathKey]
 
 
-def schema_diagnostics(located: Located, schema_name: str) -> list[Diagnostic]:
+def within(path: PathKey, outer: PathKey) -> bool:
+    return path[: len(outer)] == outer
+
+
+def check_document(located: Located, schema_name: str) -> SchemaCheck:
+    spoiled = list(located.spoiled)
+    rejected: set[PathKey] = set(spoiled)
+    incomplete: set[PathKey] = set()
     found: list[Diagnostic] = []
     seen: set[tuple[int, int, str]] = set()
     errors = sorted(validator(schema_name).iter_errors(located.data), key=lambda e: list(map(str, e.absolute_path)))
     for top in errors:
+        if top.validator == "required":
+            incomplete.add(tuple(top.absolute_path))
+        else:
+            rejected.update(_rejected_parts(top))
         for error in _leaf_errors(top):
-            path: tuple[str | int, ...] = tuple(error.absolute_path)
-            message, at_key = _message(error)
-            if "propertyNames" in error.schema_path and isinstance(error.instance, str):
-                # the error is about a key: point at it, and say what kind of name it is
-                what = {"params": "param name"}.get(str(path[-1]) if path else "", "name")
-                detail = f"must match {error.validator_value!r}" if error.validator == "pattern" else message
-                text = f"invalid {what} {error.instance!r}: {detail}"
-                _add(found, seen, located.diagnostic((*path, error.instance), text, key=True))
-                continue
-            if error.validator == "additionalProperties":
-                extra = sorted(set(_instance_keys(error)) - set(_schema_properties(error)))
-                for key in extra:
-                    diagnostic = located.diagnostic((*path, key), f"unknown key {key!r}", key=True)
+            for path, diagnostic in _diagnostics(located, error):
+                if not any(within(path, outer) for outer in spoiled):
                     _add(found, seen, diagnostic)
-                continue
-            _add(found, seen, located.diagnostic(path, message, key=at_key))
-    return found
+    return SchemaCheck(found, frozenset(rejected), frozenset(incomplete))
+
+
+def _rejected_parts(error: jsonschema.ValidationError) -> list[PathKey]:
+    path: PathKey = tuple(error.absolute_path)
+    if error.validator == "additionalProperties":
+        return [(*path, key) for key in _extra_keys(error)]
+    if "propertyNames" in error.schema_path:
+        return [(*path, str(error.instance))]
+    return [path]
+
+
+def _extra_keys(error: jsonschema.ValidationError) -> list[str]:
+    return sorted(set(_instance_keys(error)) - set(_schema_properties(error)))
+
+
+def _diagnostics(located: Located, error: jsonschema.ValidationError) -> list[tuple[PathKey, Diagnostic]]:
+    """The diagnostics of one (leaf) schema error, each with the path it is about."""
+    path: PathKey = tuple(error.absolute_path)
+    message, at_key = _message(error)
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        # the error is about a key: point at it, and say what kind of name it is
+        what = {"params": "param name"}.get(str(path[-1]) if path else "", "name")
+        detail = f"must match {error.validator_value!r}" if error.validator == "pattern" else message
+        text = f"invalid {what} {error.instance!r}: {detail}"
+        key_path = (*path, error.instance)
+        return [(key_path, located.diagnostic(key_path, text, key=True))]
+    if error.validator == "additionalProperties":
+        return [
+            ((*path, key), located.diagnostic((*path, key), f"unknown key {key!r}", key=True))
+            for key in _extra_keys(error)
+        ]
+    return [(path, located.diagnostic(path, message, key=at_key))]
 
 
 def _add(found: list[Diagnostic], seen: set[tuple[int, int, str]], diagnostic: Diagnostic) -> None:

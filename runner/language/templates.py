@@ -86,6 +86,41 @@ def _references(tree: nodes.Template) -> list[Reference]:
     return list(unique)
 
 
+@dataclass(frozen=True)
+class PluginUse:
+    kind: str  # "filter" or "test"
+    name: str
+
+
+# filters that take the name of another filter or test as a constant argument: (filter, argument index, kind)
+_NAMES_AS_ARGUMENTS = {"map": (0, "filter"), "select": (0, "test"), "reject": (0, "test")}
+_NAMES_AS_ARGUMENTS |= {"selectattr": (1, "test"), "rejectattr": (1, "test")}
+
+
+def plugin_uses(text: str, *, expression: bool = False) -> list[PluginUse]:
+    """Every filter and test a template names (`x | f`, `x is t`, `map('f')`, `select('t')`); empty on errors."""
+    return list(_plugin_uses_cached(text, expression))
+
+
+@lru_cache(maxsize=4096)
+def _plugin_uses_cached(text: str, expression: bool) -> tuple[PluginUse, ...]:
+    tree = parse(text, expression=expression)
+    if isinstance(tree, str):
+        return ()
+    found: list[PluginUse] = []
+    try:
+        for node in tree.find_all((nodes.Filter, nodes.Test)):
+            found.append(PluginUse("filter" if isinstance(node, nodes.Filter) else "test", node.name))
+            if isinstance(node, nodes.Filter) and node.name in _NAMES_AS_ARGUMENTS:
+                index, kind = _NAMES_AS_ARGUMENTS[node.name]
+                argument = node.args[index] if len(node.args) > index else None
+                if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
+                    found.append(PluginUse(kind, argument.value))
+    except RecursionError:
+        return ()
+    return tuple(dict.fromkeys(found))
+
+
 def free_names(text: str, *, expression: bool = False) -> set[str] | None:
     """Variables a template reads from its context (None when it cannot be parsed)."""
     tree = parse(text, expression=expression)

@@ -22,7 +22,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from runner.errors import Diagnostic, InvalidInput
 from runner.language import templates
 from runner.language.model import PHASE_MAIN, Runbook, Step
-from runner.language.role_specs import RelPath, check_options, find_role
+from runner.language.option_checks import RelPath, check_options
+from runner.language.role_specs import find_role
 from runner.language.yamlsource import Located, YamlSyntaxError, dotted, parse_yaml_file
 
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.S)

@@ -6,7 +6,7 @@ with YAML 1.2 core-schema scalars (only true/false are booleans, so `on:` stays 
 every key and value. Whatever the input, parsing either returns a Located or raises YamlSyntaxError with located
 Diagnostics; it never raises anything else. Problems found while composing (keys that are not text, unsupported
 tags, recursive aliases, values nested too deeply, documents that explode when aliases are expanded, integers
-beyond 64 bits) are collected in Located.problems and the offending value is replaced by None, so the caller
+beyond signed 64 bits) are collected in Located.problems and the offending value is replaced by None, so the caller
 reports them together with everything else.
 """
 
@@ -21,13 +21,12 @@ from typing import Any
 import yaml
 
 from runner.errors import Diagnostic
+from runner.language.value_limits import INT_OUT_OF_RANGE, TOO_DEEP, int_in_range
+from runner.language.value_limits import MAX_DEPTH as MAX_DEPTH
+from runner.language.value_limits import PathKey as PathKey
 
-PathKey = tuple[str | int, ...]
-
-MAX_DEPTH = 64  # nesting levels of mappings/lists; a runbook needs fewer than ten
 MAX_NODES = 20_000  # values in a document, counting every expansion of an alias
 MAX_EVENTS = 200_000  # YAML events in a file (a large runbook has a few thousand)
-MAX_INT_BITS = 64
 MAX_BYTES = 4 * 1024 * 1024  # a runbook is a few kilobytes
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -64,6 +63,7 @@ class Located:
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     problems: list[Diagnostic] = field(default_factory=list)
+    spoiled: list[PathKey] = field(default_factory=list)  # where each problem is: the value there was replaced
 
     def where(self, path: PathKey, *, key: bool = False) -> tuple[int, int]:
         """Position of the value at path (or of its key); falls back to the nearest enclosing node."""
@@ -164,7 +164,7 @@ class _Composer:
             elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 line, col = _mark(event)
                 if len(stack) >= MAX_DEPTH:
-                    raise self.fail(line, col, f"nested too deeply (more than {MAX_DEPTH} levels)")
+                    raise self.fail(line, col, TOO_DEEP)
                 kind = "seq" if isinstance(event, yaml.SequenceStartEvent) else "map"
                 node = _Node(kind, event.tag, [], line, col)
             else:
@@ -175,23 +175,26 @@ class _Composer:
             if not stack:
                 root = node
             else:
-                parent = stack[-1]
-                if parent.kind == "seq":
-                    parent.value.append(node)
-                elif pending[-1] is None:
-                    pending[-1] = node
-                else:
-                    key = pending[-1]
-                    assert key is not None
-                    self._check_duplicate(key, seen[-1])
-                    parent.value.append((key, node))
-                    pending[-1] = None
+                self._attach(node, stack[-1], pending, seen)
             if node.kind != "scalar" and not isinstance(event, yaml.AliasEvent):
                 stack.append(node)
                 if node.kind == "map":
                     pending.append(None)
                     seen.append(set())
         return root
+
+    def _attach(self, node: _Node, parent: _Node, pending: list[_Node | None], seen: list[set[Any]]) -> None:
+        """Add node to its parent: an item of a sequence, or a mapping's key, or the value of its pending key."""
+        if parent.kind == "seq":
+            parent.value.append(node)
+            return
+        key = pending[-1]
+        if key is None:
+            pending[-1] = node
+            return
+        self._check_duplicate(key, seen[-1])
+        parent.value.append((key, node))
+        pending[-1] = None
 
     def _check_duplicate(self, key: _Node, seen: set[Any]) -> None:
         if key.kind != "scalar":
@@ -245,7 +248,7 @@ def _int(text: str) -> tuple[Any, str | None]:
     if not digits:
         return text, None
     if len(digits) > 80:
-        return None, f"integer out of range (more than {MAX_INT_BITS} bits)"
+        return None, INT_OUT_OF_RANGE
     if digits.startswith("0b"):
         value = int(digits[2:] or "0", 2)
     elif digits.startswith("0x"):
@@ -255,8 +258,8 @@ def _int(text: str) -> tuple[Any, str | None]:
     else:
         value = int(digits)
     value *= sign
-    if value.bit_length() > MAX_INT_BITS:
-        return None, f"integer out of range (more than {MAX_INT_BITS} bits)"
+    if not int_in_range(value):
+        return None, INT_OUT_OF_RANGE
     return value, None
 
 
@@ -285,6 +288,7 @@ class _Builder:
 
     def problem(self, path: PathKey, message: str, *, key: bool = False) -> None:
         self.located.problems.append(self.located.diagnostic(path, message, key=key))
+        self.located.spoiled.append(path)
 
     def build(self, node: _Node, path: PathKey, depth: int) -> Any:
         self.count += 1
@@ -302,7 +306,7 @@ class _Builder:
             self.problem(path, "recursive alias: this value contains itself")
             return None
         if depth >= MAX_DEPTH:
-            self.problem(path, f"nested too deeply (more than {MAX_DEPTH} levels)")
+            self.problem(path, TOO_DEEP)
             return None
         allowed = _MAP_TAGS if node.kind == "map" else _SEQ_TAGS
         if node.tag not in allowed:

@@ -1,103 +1,45 @@
 """Run history: an embedded SQLite database at <state_dir>/history.sqlite3 (stdlib sqlite3, WAL).
 
-record_start is called when a run starts and record_end with its final report; each is one transaction. A run
+record_start is called when a run starts and record_end with its final report; each is one transaction. Inside a
+run (in_run=True) they never block it: a database another process keeps locked is waited for IN_RUN_WAIT_S only,
+then the row waits in the run directory (runner.records.history_pending) for the end of the run or the next
+history access (list_runs, get_run), which writes it. A run
 with a start and no end was cut off (the control node died, or the run is still going): list_runs shows it as
 `running` while its control-node process is alive on this machine, else as `interrupted` with an unknown
 outcome. Params are stored masked (the caller passes ResolvedParams.masked()) and every text field of a report
-is already redacted, so no secret reaches the database.
-
-Schema (versioned in the `meta` table, key `schema_version`):
-  runs       one row per run: outcome, durations, budget, SEV target, rollback start/end/verified, data loss
-  run_steps  one row per step x host of a run (ON DELETE CASCADE)
+is already redacted, so no secret reaches the database. The database itself, its schema and migrations:
+runner.records.history_store.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from runner.errors import RunbookError
+from runner.language.durations import format_seconds, parse_time
+from runner.processes import pid_alive
+from runner.records import history_pending
+from runner.records.history_pending import Pending, StartRow
+from runner.records.history_store import (
+    DB_NAME,
+    IN_RUN_WAIT_S,
+    SCHEMA_VERSION,
+    HistoryError,
+    connect,
+    db_path,
+    transaction,
+)
+from runner.records.model import Report, RunStatus, StepStatus, as_report
 
-DB_NAME = "history.sqlite3"
-SCHEMA_VERSION = 1
-
-STATUS_RUNNING = "running"
-STATUS_INTERRUPTED = "interrupted"
-
-_SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id               TEXT PRIMARY KEY,
-    runbook              TEXT NOT NULL,
-    severity             TEXT NOT NULL DEFAULT '',
-    status               TEXT NOT NULL,            -- running until record_end
-    status_detail        TEXT NOT NULL DEFAULT '',
-    operator             TEXT NOT NULL DEFAULT '',
-    trigger              TEXT NOT NULL DEFAULT '',
-    check_mode           INTEGER NOT NULL DEFAULT 0,
-    params_json          TEXT NOT NULL DEFAULT '{}',
-    control_host         TEXT NOT NULL DEFAULT '',
-    control_pid          INTEGER,
-    started              TEXT NOT NULL,
-    started_epoch        REAL NOT NULL,
-    ended                TEXT,
-    ended_epoch          REAL,
-    duration_s           REAL,
-    budget_s             REAL,
-    budget_met           INTEGER,
-    severity_target_s    REAL,
-    severity_target_met  INTEGER,
-    failure_detected     TEXT,
-    rollback_ran         INTEGER NOT NULL DEFAULT 0,
-    rollback_status      TEXT,
-    rollback_started     TEXT,
-    rollback_ended       TEXT,
-    rollback_duration_s  REAL,
-    rollback_verified    INTEGER,
-    data_loss            INTEGER NOT NULL DEFAULT 0,
-    data_check           TEXT NOT NULL DEFAULT '',
-    hosts_json           TEXT NOT NULL DEFAULT '{}',
-    report_path          TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_runbook ON runs (runbook, started_epoch);
-CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_epoch);
-CREATE TABLE IF NOT EXISTS run_steps (
-    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-    seq         INTEGER NOT NULL,
-    step_id     TEXT NOT NULL,
-    phase       TEXT NOT NULL,
-    host        TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    duration_s  REAL NOT NULL DEFAULT 0,
-    changed     INTEGER NOT NULL DEFAULT 0,
-    message     TEXT NOT NULL DEFAULT '',
-    started     TEXT NOT NULL DEFAULT '',
-    ended       TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (run_id, seq)
-);
-"""
-
-# schema_version -> statements that bring a database of the version before it up to that version
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
-
-_DATA_LOSS = re.compile(r"rows lost \{")
-
-
-class HistoryError(RunbookError):
-    """The history database cannot be opened or is newer than this runner understands."""
+STATUS_RUNNING: Literal["running"] = "running"
 
 
 @dataclass(frozen=True)
@@ -105,7 +47,7 @@ class StepRow:
     step_id: str
     phase: str
     host: str
-    status: str
+    status: StepStatus
     duration_s: float
     changed: bool
     message: str
@@ -118,7 +60,7 @@ class RunRow:
     run_id: str
     runbook: str
     severity: str
-    status: str  # succeeded | rolled_back | failed | interrupted | running
+    status: RunStatus | Literal["running"]
     status_detail: str
     operator: str
     trigger: str
@@ -146,96 +88,18 @@ class RunRow:
     finished: bool  # record_end was called
     steps: list[StepRow] = field(default_factory=list)
 
-    @property
-    def outcome_known(self) -> bool:
-        return self.finished
-
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return asdict(self)
 
 
-def db_path(state_dir: Path) -> Path:
-    return Path(state_dir) / DB_NAME
+def epoch(timestamp: str | None) -> float | None:
+    """Unix time of an ISO 8601 timestamp of a report; None when absent or unreadable."""
+    moment = parse_time(timestamp)
+    return None if moment is None else moment.timestamp()
 
 
-def _epoch(timestamp: str | None) -> float | None:
-    if not timestamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        current = int(row[0]) if row else 0
-        if current > SCHEMA_VERSION:
-            raise HistoryError(
-                f"the history database was written by a newer runbook runner (schema {current}, "
-                f"this one knows {SCHEMA_VERSION}); upgrade, or use another --state-dir"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-        if current != SCHEMA_VERSION:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?)",
-                (datetime.now(UTC).isoformat(timespec="seconds"),),
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def connect(state_dir: Path) -> sqlite3.Connection:
-    """Open (creating and migrating when needed) the history database; autocommit, explicit transactions."""
-    path = db_path(state_dir)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-    except (OSError, sqlite3.Error) as exc:
-        raise HistoryError(f"cannot open the run history {path}: {exc}") from exc
-    try:
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        _migrate(conn)
-    except sqlite3.Error as exc:
-        conn.close()
-        raise HistoryError(f"the run history {path} is unusable: {exc}") from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-@contextmanager
-def _transaction(state_dir: Path) -> Iterator[sqlite3.Connection]:
-    with closing(connect(state_dir)) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+class HistoryDeferred(HistoryError):
+    """The database was busy: the row waits in the run directory and is written later."""
 
 
 def record_start(
@@ -249,161 +113,193 @@ def record_start(
     *,
     trigger: str = "",
     check_mode: bool = False,
+    in_run: bool = False,
 ) -> None:
-    """A run began. params_masked must already have secrets masked (ResolvedParams.masked())."""
-    started_epoch = _epoch(started) or time.time()
-    with _transaction(state_dir) as conn:
-        conn.execute(
-            """
-            INSERT INTO runs (run_id, runbook, severity, status, operator, trigger, check_mode, params_json,
-                              control_host, control_pid, started, started_epoch)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (run_id) DO UPDATE SET
-                status = excluded.status, control_host = excluded.control_host,
-                control_pid = excluded.control_pid, ended = NULL, ended_epoch = NULL
-            """,
-            (
-                run_id,
-                runbook,
-                severity,
-                STATUS_RUNNING,
-                operator,
-                trigger,
-                int(check_mode),
-                json.dumps(params_masked, sort_keys=True, default=str),
-                socket.gethostname(),
-                os.getpid(),
-                started,
-                started_epoch,
-            ),
-        )
+    """A run began. params_masked must already have secrets masked (ResolvedParams.masked()).
+
+    in_run: never wait long; a row not written is kept (HistoryDeferred says where).
+    """
+    row = StartRow.here(
+        run_id=run_id, runbook=runbook, severity=severity, started=started, params=params_masked,
+        operator=operator, trigger=trigger, check_mode=check_mode,
+    )
+    _store(state_dir, Pending(run_id, start=row), in_run=in_run)
 
 
-def data_lost(data_check: Any) -> bool:
-    """True when a report's data_check says rows were lost (text 'rows lost {..}', or a structured form)."""
-    if isinstance(data_check, str):
-        return bool(_DATA_LOSS.search(data_check))
-    if isinstance(data_check, dict):
-        if "lost" in data_check or "rows_lost" in data_check:
-            return bool(data_check.get("lost") or data_check.get("rows_lost"))
-        return any(data_lost(v) for v in data_check.values())
-    if isinstance(data_check, list):
-        return any(data_lost(v) for v in data_check)
-    return False
+def _insert_start(conn: sqlite3.Connection, row: StartRow) -> None:
+    conn.execute(
+        """
+        INSERT INTO runs (run_id, runbook, severity, status, operator, trigger, check_mode, params_json,
+                          control_host, control_pid, started, started_epoch)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (run_id) DO UPDATE SET
+            status = excluded.status, control_host = excluded.control_host,
+            control_pid = excluded.control_pid, ended = NULL, ended_epoch = NULL
+        """,
+        (
+            row.run_id,
+            row.runbook,
+            row.severity,
+            STATUS_RUNNING,
+            row.operator,
+            row.trigger,
+            int(row.check_mode),
+            json.dumps(row.params, sort_keys=True, default=str),
+            row.control_host,
+            row.control_pid,
+            row.started,
+            epoch(row.started) or time.time(),
+        ),
+    )
 
 
-def _opt_bool(value: Any) -> int | None:
-    return None if value is None else int(bool(value))
+def _rollback_columns(report: Report) -> dict[str, Any]:
+    rollback = report.on_failure
+    return {
+        "rollback_ran": int(rollback.ran),
+        "rollback_status": rollback.status.value,
+        "rollback_started": rollback.started,
+        "rollback_ended": rollback.ended,
+        "rollback_duration_s": rollback.duration_s if rollback.ran else None,
+        "rollback_verified": int(rollback.verified) if rollback.ran else None,
+    }
 
 
-def _opt_float(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def _run_columns(report: Report, report_path: str) -> dict[str, Any]:
+    return {
+        "run_id": report.run_id,
+        "runbook": report.runbook.name,
+        "severity": report.severity,
+        "status": report.status.value,
+        "status_detail": report.status_detail,
+        "operator": report.operator,
+        "trigger": report.trigger,
+        "check_mode": int(report.check_mode),
+        "params_json": json.dumps(report.params, sort_keys=True, default=str),
+        "control_host": socket.gethostname(),
+        "control_pid": os.getpid(),
+        "started": report.started,
+        "started_epoch": epoch(report.started) or time.time(),
+        "ended": report.ended or None,
+        "ended_epoch": epoch(report.ended),
+        "duration_s": report.duration_s,
+        "budget_s": report.budget_s,
+        "budget_met": int(report.budget_met),
+        "severity_target_s": report.severity_target_s,
+        "severity_target_met": int(report.severity_target_met),
+        "failure_detected": report.failure_detected or None,
+        **_rollback_columns(report),
+        "data_loss": int(report.data_check.rows_lost),
+        "data_check": report.data_check.summary,
+        "hosts_json": json.dumps({h: v.to_json() for h, v in report.hosts.items()}, sort_keys=True, default=str),
+        "report_path": report_path,
+    }
 
 
-def record_end(state_dir: Path, report: dict[str, Any], report_path: Path | str | None = None) -> None:
+def record_end(
+    state_dir: Path, report: Report | Mapping[str, Any], report_path: Path | str | None = None, *, in_run: bool = False
+) -> None:
     """A run ended: store its outcome and every step x host from the (redacted) report, in one transaction.
 
     Works without a record_start (the row is created). report_path defaults to <state_dir>/runs/<id>/report.json.
+    in_run: the start waiting in the run directory is written first; never wait long (see record_start).
     """
-    run_id = str(report["run_id"])
-    runbook = report.get("runbook") or {}
-    runbook_name = str(runbook.get("name", "")) if isinstance(runbook, dict) else str(runbook)
-    on_failure = report.get("on_failure") or {}
-    started = str(report.get("started") or "")
-    ended = str(report.get("ended") or "") or None
-    data_check = report.get("data_check", "")
-    path = str(report_path) if report_path is not None else str(Path(state_dir) / "runs" / run_id / "report.json")
-    row = {
-        "run_id": run_id,
-        "runbook": runbook_name,
-        "severity": str(report.get("severity") or ""),
-        "status": str(report.get("status") or "failed"),
-        "status_detail": str(report.get("status_detail") or ""),
-        "operator": str(report.get("operator") or ""),
-        "trigger": str(report.get("trigger") or ""),
-        "check_mode": int(bool(report.get("check_mode"))),
-        "params_json": json.dumps(report.get("params") or {}, sort_keys=True, default=str),
-        "control_host": socket.gethostname(),
-        "control_pid": os.getpid(),
-        "started": started,
-        "started_epoch": _epoch(started) or time.time(),
-        "ended": ended,
-        "ended_epoch": _epoch(ended),
-        "duration_s": _opt_float(report.get("duration_s")),
-        "budget_s": _opt_float(report.get("budget_s")),
-        "budget_met": _opt_bool(report.get("budget_met")),
-        "severity_target_s": _opt_float(report.get("severity_target_s")),
-        "severity_target_met": _opt_bool(report.get("severity_target_met")),
-        "failure_detected": report.get("failure_detected") or None,
-        "rollback_ran": int(bool(on_failure.get("ran"))),
-        "rollback_status": on_failure.get("status"),
-        "rollback_started": on_failure.get("started"),
-        "rollback_ended": on_failure.get("ended"),
-        "rollback_duration_s": _opt_float(on_failure.get("duration_s")) if on_failure.get("ran") else None,
-        "rollback_verified": _opt_bool(on_failure.get("verified")) if on_failure.get("ran") else None,
-        "data_loss": int(data_lost(data_check)),
-        "data_check": data_check if isinstance(data_check, str) else json.dumps(data_check, default=str),
-        "hosts_json": json.dumps(report.get("hosts") or {}, sort_keys=True, default=str),
-        "report_path": path,
-    }
+    report = as_report(report)
+    default_path = history_pending.run_dir(state_dir, report.run_id) / "report.json"
+    path = str(report_path if report_path is not None else default_path)
+    _store(state_dir, Pending(report.run_id, end=report.to_json(), report_path=path), in_run=in_run)
+
+
+def _insert_end(conn: sqlite3.Connection, report: Report, report_path: str) -> None:
+    run_id = report.run_id
+    row = _run_columns(report, report_path)
     columns = list(row)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "run_id")
-    with _transaction(state_dir) as conn:
-        conn.execute(
-            f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT (run_id) DO UPDATE SET {updates}",
-            [row[c] for c in columns],
-        )
-        conn.execute("DELETE FROM run_steps WHERE run_id = ?", (run_id,))
-        conn.executemany(
-            "INSERT INTO run_steps (run_id, seq, step_id, phase, host, status, duration_s, changed, message, "
-            "started, ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    run_id,
-                    seq,
-                    str(step.get("id", "")),
-                    str(step.get("phase", "main")),
-                    str(step.get("host", "")),
-                    str(step.get("status", "")),
-                    float(step.get("duration_s") or 0),
-                    int(bool(step.get("changed"))),
-                    str(step.get("message") or ""),
-                    str(step.get("started") or ""),
-                    str(step.get("ended") or ""),
-                )
-                for seq, step in enumerate(report.get("steps") or [])
-                if isinstance(step, dict)
-            ],
-        )
+    conn.execute(
+        f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT (run_id) DO UPDATE SET {updates}",
+        [row[c] for c in columns],
+    )
+    conn.execute("DELETE FROM run_steps WHERE run_id = ?", (run_id,))
+    conn.executemany(
+        "INSERT INTO run_steps (run_id, seq, step_id, phase, host, status, duration_s, changed, message, "
+        "started, ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (run_id, seq, s.id, s.phase, s.host, s.status.value, s.duration_s, int(s.changed), s.message,
+             s.started, s.ended)
+            for seq, s in enumerate(report.steps)
+        ],
+    )
+
+
+def _write(conn: sqlite3.Connection, pending: Pending) -> None:
+    if pending.start is not None:
+        _insert_start(conn, pending.start)
+    if pending.end is not None:
+        _insert_end(conn, as_report(pending.end), pending.report_path)
+
+
+def _store(state_dir: Path, rows: Pending, *, in_run: bool) -> None:
+    if not in_run:
+        with transaction(state_dir) as conn:
+            _write(conn, rows)
+        return
+    path = history_pending.pending_path(state_dir, rows.run_id)
+    try:
+        with history_pending.claimed(path.parent, wait=True):
+            waiting = history_pending.load(path)
+            rows = waiting.adding(rows) if waiting is not None else rows
+            try:
+                with transaction(state_dir, wait_s=IN_RUN_WAIT_S) as conn:
+                    _write(conn, rows)
+            except HistoryError as exc:
+                history_pending.save(path, rows)
+                when = "the next `runbook history` or `runbook metrics`"
+                when = when if rows.end is not None else f"the end of the run or {when}"
+                raise HistoryDeferred(f"{exc}; the run's row waits in {path} and is written at {when}") from exc
+            history_pending.discard(path)
+    except OSError as exc:  # the run directory itself cannot keep it: a warning, as any history failure
+        raise HistoryError(f"the run's history row could not be kept in {path}: {exc}") from exc
+
+
+def write_pending(state_dir: Path) -> None:
+    """Write the rows runs left waiting (a busy database or another process's claim leaves them for later)."""
+    for path in history_pending.pending_files(state_dir):
+        try:
+            with history_pending.claimed(path.parent, wait=False) as mine:
+                rows = history_pending.load(path) if mine else None
+                if rows is None:
+                    continue
+                with transaction(state_dir, wait_s=IN_RUN_WAIT_S) as conn:
+                    _write(conn, rows)
+                history_pending.discard(path)
+        except HistoryError:
+            return  # still busy: the next access tries again
+        except OSError:
+            continue  # a run directory this user cannot use: its row stays where it is
 
 
 def _process_alive(host: str, pid: int | None) -> bool:
-    if pid is None or host != socket.gethostname():
-        return False
+    return pid is not None and host == socket.gethostname() and pid_alive(pid)
+
+
+def _status(text: str, kind: type[RunStatus] | type[StepStatus]) -> Any:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return kind(text)
+    except ValueError:
+        raise HistoryError(f"the run history holds a status this runner does not know: {text!r}") from None
 
 
 def _row(record: sqlite3.Row, steps: list[StepRow]) -> RunRow:
     finished = record["ended"] is not None and record["status"] != STATUS_RUNNING
-    status, detail = record["status"], record["status_detail"]
-    if not finished:
-        if _process_alive(record["control_host"], record["control_pid"]):
-            status, detail = STATUS_RUNNING, "in progress"
-        else:
-            status = STATUS_INTERRUPTED
-            detail = "started but never ended (the control node stopped?): outcome unknown"
+    status: RunStatus | Literal["running"]
+    if finished:
+        status, detail = _status(record["status"], RunStatus), record["status_detail"]
+    elif _process_alive(record["control_host"], record["control_pid"]):
+        status, detail = STATUS_RUNNING, "in progress"
+    else:
+        status = RunStatus.INTERRUPTED
+        detail = "started but never ended (the control node stopped?): outcome unknown"
 
     def opt_bool(value: Any) -> bool | None:
         return None if value is None else bool(value)
@@ -469,6 +365,7 @@ def get_run(state_dir: Path, run_id: str) -> RunRow | None:
 
 
 def _query(state_dir: Path, where: list[str], args: list[Any], with_steps: bool) -> list[RunRow]:
+    write_pending(state_dir)
     if not db_path(state_dir).is_file():
         return []
     condition = (" WHERE " + " AND ".join(where)) if where else ""
@@ -487,7 +384,7 @@ def _query(state_dir: Path, where: list[str], args: list[Any], with_steps: bool)
                         step_id=step["step_id"],
                         phase=step["phase"],
                         host=step["host"],
-                        status=step["status"],
+                        status=_status(step["status"], StepStatus),
                         duration_s=float(step["duration_s"]),
                         changed=bool(step["changed"]),
                         message=step["message"],
@@ -503,8 +400,6 @@ def format_runs(rows: list[RunRow]) -> str:
     """The `runbook history` table."""
     if not rows:
         return "no runs recorded\n"
-    from runner.language.durations import format_seconds
-
     header = f"{'STARTED':<20} {'RUNBOOK':<28} {'SEV':<4} {'STATUS':<12} {'DURATION':>9} {'ROLLBACK':>9}  RUN"
     lines = [header]
     for row in rows:
@@ -521,15 +416,17 @@ def format_runs(rows: list[RunRow]) -> str:
 __all__ = [
     "DB_NAME",
     "SCHEMA_VERSION",
+    "HistoryDeferred",
     "HistoryError",
     "RunRow",
     "StepRow",
     "connect",
-    "data_lost",
     "db_path",
+    "epoch",
     "format_runs",
     "get_run",
     "list_runs",
     "record_end",
     "record_start",
+    "write_pending",
 ]

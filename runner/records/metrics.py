@@ -18,24 +18,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.language.durations import format_seconds
 from runner.records import history
-
-STATUSES = ("succeeded", "rolled_back", "failed", "interrupted")
-
-
-def _epoch(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+from runner.records.history import epoch
+from runner.records.model import RunStatus
 
 
 def _target_s(severity: str, stored: float | None) -> float | None:
@@ -53,7 +42,7 @@ class Metrics:
 
     runbook: str
     runs: int = 0
-    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RunStatus, 0))
     rollbacks: int = 0
     rollbacks_within_target: int = 0
     recovery_times_s: list[float] = field(default_factory=list)  # failure detected -> service verified
@@ -67,11 +56,11 @@ class Metrics:
 
     @property
     def succeeded(self) -> int:
-        return self.by_status.get("succeeded", 0)
+        return self.by_status[RunStatus.SUCCEEDED]
 
     @property
     def rolled_back(self) -> int:
-        return self.by_status.get("rolled_back", 0)
+        return self.by_status[RunStatus.ROLLED_BACK]
 
     @property
     def success_rate(self) -> float | None:
@@ -117,10 +106,10 @@ class Metrics:
         if not row.rollback_ran:
             return
         self.rollbacks += 1
-        verified_at = _epoch(row.rollback_ended)
-        if row.status != "rolled_back" or verified_at is None:
+        verified_at = epoch(row.rollback_ended)
+        if row.status != RunStatus.ROLLED_BACK or verified_at is None:
             return
-        detected = _epoch(row.failure_detected) or _epoch(row.rollback_started)
+        detected = epoch(row.failure_detected) or epoch(row.rollback_started)
         if detected is not None:
             self.recovery_times_s.append(max(verified_at - detected, 0.0))
         to_rollback = max(verified_at - row.started_epoch, 0.0)
@@ -259,19 +248,81 @@ class _Exposition:
         return "\n".join(self.lines) + "\n"
 
 
+@dataclass(frozen=True)
+class _Family:
+    """A metric family: its name, type, the Metrics attribute it shows, and its help text."""
+
+    name: str
+    kind: str
+    attribute: str
+    help_text: str
+
+    def value(self, metrics: Metrics) -> float | None:
+        value = getattr(metrics, self.attribute)
+        return None if value is None else float(value)
+
+
+_PER_RUNBOOK = (
+    _Family("runbook_success_ratio", "gauge", "success_rate", "Succeeded runs / runs."),
+    _Family(
+        "runbook_rollback_ratio", "gauge", "rollback_frequency",
+        "Rollback frequency: runs that rolled back (restored and verified) / runs.",
+    ),
+    _Family("runbook_rollbacks_total", "counter", "rollbacks", "Runs whose on_failure phase ran."),
+    _Family(
+        "runbook_rollbacks_within_target_total", "counter", "rollbacks_within_target",
+        "Rollbacks that restored the service within the severity response target.",
+    ),
+    _Family(
+        "runbook_rollback_within_target_ratio", "gauge", "within_target_ratio",
+        "Rollbacks within the severity response target / rollbacks that ran.",
+    ),
+    _Family(
+        "runbook_mttr_seconds", "gauge", "mttr_s",
+        "Mean time to recovery: failure detected to service verified, over rolled-back runs.",
+    ),
+    _Family(
+        "runbook_time_to_rollback_seconds", "gauge", "mean_time_to_rollback_s",
+        "Mean time from run start to service verified, over rolled-back runs.",
+    ),
+    _Family(
+        "runbook_severity_target_seconds", "gauge", "severity_target_s",
+        "Response target of the runbook's severity (policies/severity.yml).",
+    ),
+    _Family(
+        "runbook_data_loss_incidents_total", "counter", "data_loss_incidents",
+        "Runs whose data check found rows lost.",
+    ),
+    _Family("runbook_budget_missed_total", "counter", "budget_missed", "Runs that exceeded their time budget."),
+    _Family("runbook_duration_seconds_mean", "gauge", "mean_duration_s", "Mean run duration."),
+    _Family(
+        "runbook_last_run_timestamp_seconds", "gauge", "last_run_epoch",
+        "Start time of the most recent run (Unix time).",
+    ),
+)
+_OVERALL = (
+    _Family("runbook_overall_runs_total", "counter", "runs", "Runs of all runbooks."),
+    _Family("runbook_overall_success_ratio", "gauge", "success_rate", "Succeeded / runs, all runbooks."),
+    _Family("runbook_overall_rollback_ratio", "gauge", "rollback_frequency", "Rolled back / runs, all runbooks."),
+    _Family(
+        "runbook_overall_mttr_seconds", "gauge", "mttr_s",
+        "Mean time to recovery over the rolled-back runs of all runbooks.",
+    ),
+    _Family(
+        "runbook_overall_rollback_within_target_ratio", "gauge", "within_target_ratio",
+        "Rollbacks within the severity response target / rollbacks, all runbooks.",
+    ),
+    _Family(
+        "runbook_overall_data_loss_incidents_total", "counter", "data_loss_incidents",
+        "Runs of all runbooks whose data check found rows lost.",
+    ),
+)
+
+
 def format_prometheus(metrics: MetricsReport) -> str:
     """Prometheus text exposition format (version 0.0.4): per-runbook series plus runbook_overall_* series."""
     out = _Exposition()
     per = list(metrics.runbooks.items())
-
-    def each(get: Any) -> list[tuple[dict[str, str], float]]:
-        samples = []
-        for name, m in per:
-            value = get(m)
-            if value is not None:
-                samples.append(({"runbook": name}, float(value)))
-        return samples
-
     out.family(
         "runbook_runs_total",
         "counter",
@@ -282,96 +333,12 @@ def format_prometheus(metrics: MetricsReport) -> str:
             for status, count in m.by_status.items()
         ],
     )
-    out.family("runbook_success_ratio", "gauge", "Succeeded runs / runs.", each(lambda m: m.success_rate))
-    out.family(
-        "runbook_rollback_ratio",
-        "gauge",
-        "Rollback frequency: runs that rolled back (restored and verified) / runs.",
-        each(lambda m: m.rollback_frequency),
-    )
-    out.family("runbook_rollbacks_total", "counter", "Runs whose on_failure phase ran.", each(lambda m: m.rollbacks))
-    out.family(
-        "runbook_rollbacks_within_target_total",
-        "counter",
-        "Rollbacks that restored the service within the severity response target.",
-        each(lambda m: m.rollbacks_within_target),
-    )
-    out.family(
-        "runbook_rollback_within_target_ratio",
-        "gauge",
-        "Rollbacks within the severity response target / rollbacks that ran.",
-        each(lambda m: m.within_target_ratio),
-    )
-    out.family(
-        "runbook_mttr_seconds",
-        "gauge",
-        "Mean time to recovery: failure detected to service verified, over rolled-back runs.",
-        each(lambda m: m.mttr_s),
-    )
-    out.family(
-        "runbook_time_to_rollback_seconds",
-        "gauge",
-        "Mean time from run start to service verified, over rolled-back runs.",
-        each(lambda m: m.mean_time_to_rollback_s),
-    )
-    out.family(
-        "runbook_severity_target_seconds",
-        "gauge",
-        "Response target of the runbook's severity (policies/severity.yml).",
-        each(lambda m: m.severity_target_s),
-    )
-    out.family(
-        "runbook_data_loss_incidents_total",
-        "counter",
-        "Runs whose data check found rows lost.",
-        each(lambda m: m.data_loss_incidents),
-    )
-    out.family(
-        "runbook_budget_missed_total",
-        "counter",
-        "Runs that exceeded their time budget.",
-        each(lambda m: m.budget_missed),
-    )
-    out.family("runbook_duration_seconds_mean", "gauge", "Mean run duration.", each(lambda m: m.mean_duration_s))
-    out.family(
-        "runbook_last_run_timestamp_seconds",
-        "gauge",
-        "Start time of the most recent run (Unix time).",
-        each(lambda m: m.last_run_epoch),
-    )
-    overall = metrics.overall
-
-    def single(value: float | None) -> list[tuple[dict[str, str], float]]:
-        return [] if value is None else [({}, float(value))]
-
-    out.family("runbook_overall_runs_total", "counter", "Runs of all runbooks.", single(overall.runs))
-    out.family(
-        "runbook_overall_success_ratio", "gauge", "Succeeded / runs, all runbooks.", single(overall.success_rate)
-    )
-    out.family(
-        "runbook_overall_rollback_ratio",
-        "gauge",
-        "Rolled back / runs, all runbooks.",
-        single(overall.rollback_frequency),
-    )
-    out.family(
-        "runbook_overall_mttr_seconds",
-        "gauge",
-        "Mean time to recovery over the rolled-back runs of all runbooks.",
-        single(overall.mttr_s),
-    )
-    out.family(
-        "runbook_overall_rollback_within_target_ratio",
-        "gauge",
-        "Rollbacks within the severity response target / rollbacks, all runbooks.",
-        single(overall.within_target_ratio),
-    )
-    out.family(
-        "runbook_overall_data_loss_incidents_total",
-        "counter",
-        "Runs of all runbooks whose data check found rows lost.",
-        single(overall.data_loss_incidents),
-    )
+    for family in _PER_RUNBOOK:
+        samples = [({"runbook": name}, value) for name, m in per if (value := family.value(m)) is not None]
+        out.family(family.name, family.kind, family.help_text, samples)
+    for family in _OVERALL:
+        value = family.value(metrics.overall)
+        out.family(family.name, family.kind, family.help_text, [] if value is None else [({}, value)])
     return out.text()
 
 

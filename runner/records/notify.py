@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -32,20 +33,26 @@ from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from runner.language.durations import format_seconds
+from runner.records.formats import render_markdown
+from runner.records.model import NotificationResult, Report, RunStatus, as_report
+from runner.records.timeline import STATUS_COLOURS
 
-OUTCOME_FOR_STATUS = {
-    "succeeded": "success",
-    "failed": "failure",
-    "rolled_back": "rolled_back",
-    "interrupted": "interrupted",
+OUTCOME_FOR_STATUS: dict[str, str] = {
+    RunStatus.SUCCEEDED: "success",
+    RunStatus.FAILED: "failure",
+    RunStatus.ROLLED_BACK: "rolled_back",
+    RunStatus.INTERRUPTED: "interrupted",
 }
 DEFAULT_ON = ("failure", "rolled_back")
 ATTEMPTS = 3
 BACKOFF_S = 0.5
 TIMEOUT_S = 10.0
 
-_EMOJI = {"succeeded": ":white_check_mark:", "rolled_back": ":leftwards_arrow_with_hook:", "failed": ":x:"}
-_COLOUR = {"succeeded": "#2e7d32", "rolled_back": "#ef6c00", "failed": "#c62828", "interrupted": "#6d4c41"}
+_EMOJI: dict[str, str] = {
+    RunStatus.SUCCEEDED: ":white_check_mark:",
+    RunStatus.ROLLED_BACK: ":leftwards_arrow_with_hook:",
+    RunStatus.FAILED: ":x:",
+}
 
 
 class RedactorLike(Protocol):
@@ -78,17 +85,17 @@ def _field(notification: Any, name: str, default: Any = None) -> Any:
     return target.get(name, default) if isinstance(target, Mapping) else default
 
 
-def render_template(text: str, params: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+def render_template(text: str, params: Mapping[str, Any], report: Report | Mapping[str, Any]) -> str:
     """A notification template over params (and the run's status, runbook, run_id, severity) in a sandbox."""
     if "{{" not in text and "{%" not in text:
         return text
-    runbook = report.get("runbook") or {}
+    report = as_report(report)
     return _SANDBOX.from_string(text).render(
         params=dict(params),
-        status=report.get("status", ""),
-        run_id=report.get("run_id", ""),
-        severity=report.get("severity", ""),
-        runbook=runbook.get("name", "") if isinstance(runbook, Mapping) else str(runbook),
+        status=report.status.value,
+        run_id=report.run_id,
+        severity=report.severity,
+        runbook=report.runbook.name,
     )
 
 
@@ -98,67 +105,110 @@ def fires(notification: Any, status: str) -> bool:
     return OUTCOME_FOR_STATUS.get(status, status) in tuple(on)
 
 
-def _hosts_lines(report: Mapping[str, Any]) -> list[str]:
-    lines = []
-    for host, versions in (report.get("hosts") or {}).items():
-        if isinstance(versions, Mapping) and (versions.get("version_before") or versions.get("version_after")):
-            lines.append(f"{host}: {versions.get('version_before') or '?'} → {versions.get('version_after') or '?'}")
-    return lines
+def escape_mrkdwn(text: str) -> str:
+    """A value as Slack shows it literally (its documented escapes: &, <, >): no text a host, an operator or a
+    param wrote can mention <!channel> or make a link in a message."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def webhook_payload(report: Mapping[str, Any], report_path: str = "", channel: str | None = None) -> dict[str, Any]:
-    """Slack-compatible message: `text` (fallback), Block Kit `blocks`, and a coloured legacy attachment."""
-    runbook = report.get("runbook") or {}
-    name = str(runbook.get("name", "")) if isinstance(runbook, Mapping) else str(runbook)
-    status = str(report.get("status", ""))
-    severity = str(report.get("severity", ""))
-    duration = format_seconds(float(report.get("duration_s") or 0))
-    budget = format_seconds(float(report.get("budget_s") or 0))
-    budget_word = "met" if report.get("budget_met") else "MISSED"
-    detail = str(report.get("status_detail") or "")
-    hosts = _hosts_lines(report)
-    on_failure = report.get("on_failure") or {}
-    emoji = _EMOJI.get(status, ":warning:")
-    text = f"{emoji} runbook {name}: {status} ({severity}) in {duration}" + (f" — {detail}" if detail else "")
+def _hosts_lines(report: Report) -> list[str]:
+    return [
+        escape_mrkdwn(f"{host}: {versions.version_before or '?'} → {versions.version_after or '?'}")
+        for host, versions in report.hosts.items()
+        if versions.version_before or versions.version_after
+    ]
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A report's values as a Slack message shows them: each escaped for mrkdwn (escape_mrkdwn)."""
+
+    name: str
+    status: str
+    severity: str
+    detail: str
+    operator: str
+    run_id: str
+    report_path: str
+    duration: str  # "1m05s (budget 5m, met)"
+    hosts: list[str]
+
+    @classmethod
+    def of(cls, report: Report, report_path: str) -> _Shown:
+        budget = f"budget {format_seconds(report.budget_s)}, {'met' if report.budget_met else 'MISSED'}"
+        return cls(
+            name=escape_mrkdwn(report.runbook.name),
+            status=escape_mrkdwn(report.status.value),
+            severity=escape_mrkdwn(report.severity),
+            detail=escape_mrkdwn(report.status_detail),
+            operator=escape_mrkdwn(report.operator),
+            run_id=escape_mrkdwn(report.run_id),
+            report_path=escape_mrkdwn(report_path),
+            duration=f"{format_seconds(report.duration_s)} ({budget})",
+            hosts=_hosts_lines(report),
+        )
+
+
+def _fields(report: Report, shown: _Shown) -> list[dict[str, Any]]:
     fields = [
-        {"type": "mrkdwn", "text": f"*Status*\n{status}"},
-        {"type": "mrkdwn", "text": f"*Runbook*\n`{name}`"},
-        {"type": "mrkdwn", "text": f"*Severity*\n{severity}"},
-        {"type": "mrkdwn", "text": f"*Duration*\n{duration} (budget {budget}, {budget_word})"},
+        {"type": "mrkdwn", "text": f"*Status*\n{shown.status}"},
+        {"type": "mrkdwn", "text": f"*Runbook*\n`{shown.name}`"},
+        {"type": "mrkdwn", "text": f"*Severity*\n{shown.severity}"},
+        {"type": "mrkdwn", "text": f"*Duration*\n{shown.duration}"},
     ]
-    if isinstance(on_failure, Mapping) and on_failure.get("ran"):
-        verified = "verified" if on_failure.get("verified") else "NOT verified"
-        rollback_time = format_seconds(float(on_failure.get("duration_s") or 0))
+    on_failure = report.on_failure
+    if on_failure.ran:
+        verified = "verified" if on_failure.verified else "NOT verified"
+        rollback_time = format_seconds(on_failure.duration_s)
         fields.append(
-            {"type": "mrkdwn", "text": f"*Rollback*\n{on_failure.get('status')} in {rollback_time}, {verified}"}
+            {"type": "mrkdwn", "text": f"*Rollback*\n{on_failure.status.value} in {rollback_time}, {verified}"}
         )
-    if report.get("operator"):
-        fields.append({"type": "mrkdwn", "text": f"*Operator*\n{report.get('operator')}"})
+    if shown.operator:
+        fields.append({"type": "mrkdwn", "text": f"*Operator*\n{shown.operator}"})
+    return fields
+
+
+def _attachment_fields(shown: _Shown) -> list[dict[str, Any]]:
+    fields = [
+        {"title": "Status", "value": shown.status, "short": True},
+        {"title": "Runbook", "value": shown.name, "short": True},
+        {"title": "Severity", "value": shown.severity, "short": True},
+        {"title": "Duration", "value": shown.duration, "short": True},
+    ]
+    if shown.hosts:
+        fields.append({"title": "Versions", "value": "\n".join(shown.hosts), "short": False})
+    if shown.report_path:
+        fields.append({"title": "Report", "value": shown.report_path, "short": False})
+    return fields
+
+
+def webhook_payload(
+    report: Report | Mapping[str, Any], report_path: str = "", channel: str | None = None
+) -> dict[str, Any]:
+    """Slack-compatible message: `text` (fallback), Block Kit `blocks`, and a coloured legacy attachment.
+
+    Every value put into a mrkdwn text is escaped; the header is plain_text, which Slack shows as it is.
+    """
+    report = as_report(report)
+    shown = _Shown.of(report, report_path)
+    emoji = _EMOJI.get(report.status, ":warning:")
+    text = f"{emoji} runbook {shown.name}: {shown.status} ({shown.severity}) in {format_seconds(report.duration_s)}"
+    text += f" — {shown.detail}" if shown.detail else ""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{name}: {status}"[:150]}},
+        {"type": "header", "text": {"type": "plain_text", "text": f"{report.runbook.name}: {report.status}"[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
-        {"type": "section", "fields": fields[:10]},
+        {"type": "section", "fields": _fields(report, shown)[:10]},
     ]
-    if hosts:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": ("*Versions*\n" + "\n".join(hosts))[:3000]}}
-        )
-    context = f"run `{report.get('run_id', '')}`" + (f" · report `{report_path}`" if report_path else "")
+    if shown.hosts:
+        versions = ("*Versions*\n" + "\n".join(shown.hosts))[:3000]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": versions}})
+    context = f"run `{shown.run_id}`" + (f" · report `{shown.report_path}`" if shown.report_path else "")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]})
-    attachment_fields = [
-        {"title": "Status", "value": status, "short": True},
-        {"title": "Runbook", "value": name, "short": True},
-        {"title": "Severity", "value": severity, "short": True},
-        {"title": "Duration", "value": f"{duration} (budget {budget}, {budget_word})", "short": True},
-    ]
-    if hosts:
-        attachment_fields.append({"title": "Versions", "value": "\n".join(hosts), "short": False})
-    if report_path:
-        attachment_fields.append({"title": "Report", "value": report_path, "short": False})
+    colour = STATUS_COLOURS.get(report.status, "#607d8b")
     payload: dict[str, Any] = {
         "text": text,
         "blocks": blocks,
-        "attachments": [{"color": _COLOUR.get(status, "#607d8b"), "fallback": text, "fields": attachment_fields}],
+        "attachments": [{"color": colour, "fallback": text, "fields": _attachment_fields(shown)}],
     }
     if channel:
         payload["channel"] = channel
@@ -277,25 +327,58 @@ def send_email(
     return _retrying(once, attempts, backoff_s)
 
 
-def default_subject(report: Mapping[str, Any]) -> str:
-    runbook = report.get("runbook") or {}
-    name = runbook.get("name", "") if isinstance(runbook, Mapping) else str(runbook)
-    status = str(report.get("status", "")).upper().replace("_", " ")
-    return f"[runbook] {status}: {name} ({report.get('severity', '')})"
+def default_subject(report: Report | Mapping[str, Any]) -> str:
+    report = as_report(report)
+    status = report.status.value.upper().replace("_", " ")
+    return f"[runbook] {status}: {report.runbook.name} ({report.severity})"
 
 
-def _markdown(report: Mapping[str, Any]) -> str:
-    try:
-        from runner.records.report import render_markdown
+@dataclass(frozen=True)
+class _Retry:
+    timeout_s: float
+    attempts: int
+    backoff_s: float
 
-        return render_markdown(dict(report))
-    except Exception:  # a report too partial for the template still sends a readable summary
-        return json.dumps(dict(report), indent=2, default=str)
+
+def _webhook(
+    notification: Any, report: Report, params: Mapping[str, Any], redactor: RedactorLike, report_path: str,
+    retry: _Retry,
+) -> tuple[str, tuple[bool, str, int]]:
+    url = render_template(str(_field(notification, "url", "") or ""), params, report)
+    channel = _field(notification, "channel")
+    channel_text = redactor.text(render_template(str(channel), params, report)) if channel else None
+    payload = redactor.scrub(webhook_payload(report, report_path, channel_text))
+    sent = post_webhook(url, payload, timeout_s=retry.timeout_s, attempts=retry.attempts, backoff_s=retry.backoff_s)
+    return redactor.text(url), sent
+
+
+def _email(
+    notification: Any, report: Report, params: Mapping[str, Any], redactor: RedactorLike, report_path: str,
+    retry: _Retry,
+) -> tuple[str, tuple[bool, str, int]]:
+    raw_to = _field(notification, "to") or []
+    recipients = [
+        render_template(str(r), params, report).strip() for r in ([raw_to] if isinstance(raw_to, str) else raw_to)
+    ]
+    recipients = [r for r in recipients if r]
+    subject_template = _field(notification, "subject")
+    subject = render_template(str(subject_template), params, report) if subject_template else default_subject(report)
+    subject = " ".join(redactor.text(subject).split())  # no header injection through newlines
+    body = redactor.text(render_markdown(report))
+    if report_path:
+        body += f"\nReport: {report_path}\n"
+    sent = send_email(
+        recipients, subject, body, timeout_s=retry.timeout_s, attempts=retry.attempts, backoff_s=retry.backoff_s
+    )
+    return redactor.text(", ".join(recipients)), sent
+
+
+_SENDERS = {"webhook": _webhook, "email": _email}
 
 
 def send_one(
     notification: Any,
-    report: Mapping[str, Any],
+    report: Report | Mapping[str, Any],
     params: Mapping[str, Any],
     redactor: RedactorLike,
     *,
@@ -303,42 +386,18 @@ def send_one(
     timeout_s: float = TIMEOUT_S,
     attempts: int = ATTEMPTS,
     backoff_s: float = BACKOFF_S,
-) -> dict[str, Any]:
+) -> NotificationResult:
     """Deliver one notification now (whatever the outcome); never raises."""
     kind = str(_field(notification, "kind", "") or "")
-    safe_report: Mapping[str, Any] = redactor.scrub(dict(report))
     target = ""
     try:
-        if kind == "webhook":
-            url = render_template(str(_field(notification, "url", "") or ""), params, safe_report)
-            target = redactor.text(url)
-            channel = _field(notification, "channel")
-            channel_text = redactor.text(render_template(str(channel), params, safe_report)) if channel else None
-            payload = redactor.scrub(webhook_payload(safe_report, report_path, channel_text))
-            ok, error, tries = post_webhook(url, payload, timeout_s=timeout_s, attempts=attempts, backoff_s=backoff_s)
-        elif kind == "email":
-            raw_to = _field(notification, "to") or []
-            recipients = [
-                render_template(str(r), params, safe_report).strip()
-                for r in ([raw_to] if isinstance(raw_to, str) else list(raw_to))
-            ]
-            recipients = [r for r in recipients if r]
-            target = redactor.text(", ".join(recipients))
-            subject_template = _field(notification, "subject")
-            subject = (
-                render_template(str(subject_template), params, safe_report)
-                if subject_template
-                else default_subject(safe_report)
-            )
-            subject = " ".join(redactor.text(subject).split())  # no header injection through newlines
-            body = redactor.text(_markdown(safe_report))
-            if report_path:
-                body += f"\nReport: {report_path}\n"
-            ok, error, tries = send_email(
-                recipients, subject, body, timeout_s=timeout_s, attempts=attempts, backoff_s=backoff_s
-            )
-        else:
+        safe_report = as_report(report).scrubbed(redactor.scrub)
+        sender = _SENDERS.get(kind)
+        if sender is None:
             ok, error, tries = False, f"unknown notification kind {kind!r}", 0
+        else:
+            retry = _Retry(timeout_s, attempts, backoff_s)
+            target, (ok, error, tries) = sender(notification, safe_report, params, redactor, report_path, retry)
     except (TemplateError, SecurityError) as exc:
         ok, error, tries = False, f"template error: {exc}", 0
     except Exception as exc:  # never let a notification break the end of a run
@@ -355,7 +414,7 @@ def _fires_safely(notification: Any, status: str) -> bool:
 
 def send_all(
     notifications: Iterable[Any],
-    report: Mapping[str, Any],
+    report: Report | Mapping[str, Any],
     params: Mapping[str, Any],
     redactor: RedactorLike,
     *,
@@ -363,26 +422,23 @@ def send_all(
     timeout_s: float = TIMEOUT_S,
     attempts: int = ATTEMPTS,
     backoff_s: float = BACKOFF_S,
-) -> list[dict[str, Any]]:
-    """Send every notification whose `on` covers report['status']; one result per notification sent."""
-    status = str(report.get("status", ""))
-    results = []
-    for notification in notifications or ():
-        if not _fires_safely(notification, status):
-            continue
-        results.append(
-            send_one(
-                notification,
-                report,
-                params,
-                redactor,
-                report_path=str(report_path or ""),
-                timeout_s=timeout_s,
-                attempts=attempts,
-                backoff_s=backoff_s,
-            )
+) -> list[NotificationResult]:
+    """Send every notification whose `on` covers the report's status; one result per notification sent."""
+    report = as_report(report)
+    return [
+        send_one(
+            notification,
+            report,
+            params,
+            redactor,
+            report_path=str(report_path),
+            timeout_s=timeout_s,
+            attempts=attempts,
+            backoff_s=backoff_s,
         )
-    return results
+        for notification in notifications
+        if _fires_safely(notification, report.status)
+    ]
 
 
 __all__ = [

@@ -99,3 +99,46 @@ def test_emergency_rollback_within_two_minutes(clean_lab: object, tmp_path: Path
     assert DEAD_PROXY not in sh("lb", f"cat {SITE}")
     assert sh("db", "redis-cli -h 127.0.10.21 -n 0 DBSIZE").strip() == "0"
     assert lb_status() == 200
+
+
+ROOT_ONLY = "/root/runbook-lab-secret"  # a file only root may read or write: what a planted link points at
+
+
+def root_only_file() -> str:
+    """Make the root-only file on lb; its mode and checksum, to compare after the run."""
+    sh("lb", f"printf 'root:only-root-reads-this\\n' > {ROOT_ONLY} && chmod 0600 {ROOT_ONLY}")
+    return sh("lb", f"stat -c %a {ROOT_ONLY} && sha256sum {ROOT_ONLY}")
+
+
+def test_config_rollback_refuses_a_planted_symlink(clean_lab: object, tmp_path: Path) -> None:
+    assert run(tmp_path, "config-snapshot").returncode == 0
+    good_site, secret = sh("lb", f"cat {SITE}"), root_only_file()
+    bad_change()
+    # the fixed temporary name the writer used to open with O_TRUNC, planted as a link: the writer now makes its
+    # temporary file under a random name with O_EXCL|O_NOFOLLOW, so the link is never opened and the real file is
+    # written
+    sh("lb", f"ln -s {ROOT_ONLY} {SITE}.tmp")
+    try:
+        rolled = run(tmp_path, "config-rollback")
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        assert sh("lb", f"cat {SITE}") == good_site and lb_status() == 200
+        assert sh("lb", f"stat -c %a {ROOT_ONLY} && sha256sum {ROOT_ONLY}") == secret
+        assert sh("lb", f"stat -c %F {SITE} {SITE}.tmp").splitlines() == ["regular file", "symbolic link"]
+    finally:
+        sh("lb", f"rm -f {SITE}.tmp")
+
+    # the live file itself a link to the root-only file: refused before anything is written, the run says why
+    bad_change()
+    broken_site, running = sh("lb", f"cat {SITE}"), workers()
+    sh("lb", f"cp {SITE} {ROOT_ONLY} && chmod 0600 {ROOT_ONLY} && ln -sf {ROOT_ONLY} {SITE}")
+    secret = sh("lb", f"stat -c %a {ROOT_ONLY} && sha256sum {ROOT_ONLY}")
+    try:
+        refused = run(tmp_path, "config-rollback")
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        step = next(s for s in latest_report(tmp_path)["steps"] if s["id"] == "restore")
+        assert step["status"] == "failed", step
+        assert f"refusing to write {SITE}: it is a symlink" in step["message"], step["message"]
+        assert sh("lb", f"stat -c %a {ROOT_ONLY} && sha256sum {ROOT_ONLY}") == secret
+        assert sh("lb", f"cat {SITE}") == broken_site and workers() == running
+    finally:
+        sh("lb", f"rm -f {SITE} && cp {ROOT_ONLY} {SITE} && chmod 0644 {SITE}")

@@ -1,6 +1,7 @@
-"""Host leases taken and given back inside the run's own ansible-playbook calls (real Ansible, local hosts).
+"""Host leases taken and given back inside the run's own ansible-playbook calls (real Ansible, local hosts), and
+`runbook lock status` / `lock release --force` on the lab's hosts.
 
-Each host gets a lock directory of its own under tmp_path (runbook_lock_dir), so that other sessions' local runs,
+Each local host gets a lock directory of its own under tmp_path (runbook_lock_dir), so that other local runs,
 which share /var/lib/runbook/locks on this machine, can neither hold nor see these leases.
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,16 +16,26 @@ from typing import Any
 
 import ansible_runner
 import pytest
+from labtools import INVENTORY, host_sh, runbook_cli
 
 from runner import api
 from runner.engine import host_leases, run_leases
+from runner.engine.lease_holder import HolderIdentity, process_start
 from runner.engine.runflow import RunOptions
 from runner.language.model import Step
 
 LOCAL = 'ansible_connection: local, ansible_python_interpreter: "{{ ansible_playbook_python }}"'
 
 
-def inventory(tmp_path: Path, *, unreachable: bool = False) -> Path:
+# A host whose SSH fails while the lease is taken and works again right after: local once the lease task's
+# result is registered on it (only when the lease play ignores an unreachable host), ssh to a closed port before.
+FLAKY = (
+    "ansible_host: 127.0.0.1, ansible_port: 1, ansible_python_interpreter: \"{{ ansible_playbook_python }}\", "
+    "ansible_connection: \"{{ 'local' if runbook_lease_result is defined else 'ssh' }}\""
+)
+
+
+def inventory(tmp_path: Path, *, unreachable: bool = False, flaky: bool = False) -> Path:
     lines = ["all:", "  children:", "    app:", "      hosts:"]
     for host in ("h1", "h2"):
         lines.append(f"        {host}: {{{LOCAL}, runbook_lock_dir: {tmp_path / 'locks' / host}}}")
@@ -34,6 +44,8 @@ def inventory(tmp_path: Path, *, unreachable: bool = False) -> Path:
             "        gone: {ansible_host: 127.0.0.1, ansible_port: 1, ansible_connection: ssh, "
             f"runbook_lock_dir: {tmp_path / 'locks' / 'gone'}}}"
         )
+    if flaky:
+        lines.append(f"        flaky: {{{FLAKY}, runbook_lock_dir: {tmp_path / 'locks' / 'flaky'}}}")
     path = tmp_path / "hosts.yml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -65,7 +77,7 @@ def lease_of(tmp_path: Path, host: str) -> dict[str, Any] | None:
 
 
 def hold(tmp_path: Path, host: str, run_id: str, pid: int) -> None:
-    """A live lease of another run, as the lease module writes it."""
+    """A live lease of another run of this control node (its process: pid), as the lease module writes it."""
     directory = tmp_path / "locks" / host
     directory.mkdir(parents=True, exist_ok=True)
     lease = {
@@ -73,8 +85,9 @@ def hold(tmp_path: Path, host: str, run_id: str, pid: int) -> None:
         "name": "host",
         "run_id": run_id,
         "owner": "other@control",
+        **HolderIdentity.of_this_process().lease_fields(),
         "pid": pid,
-        "control_host": socket.gethostname(),
+        "pid_start": process_start(pid) or 1,
         "expires_at": "2999-01-01T00:00:00.000Z",
         "expires_epoch": 32503680000.0,
         "ttl": 600,
@@ -103,12 +116,13 @@ def run(
     *,
     hosts: Path | None = None,
     progress: Callable[[str, dict[str, Any]], None] | None = None,
+    params: tuple[str, ...] = (),
     **options: Any,
 ) -> Any:
     path = tmp_path / "leases.yml"
     path.write_text(text)
     runbook = api.load(path, roles_paths)
-    params = api.resolve_params(runbook, [f"out={tmp_path}/out"])
+    params_given = api.resolve_params(runbook, [f"out={tmp_path}/out", *params])
     opts = RunOptions(
         inventory=hosts or inventory(tmp_path),
         roles_paths=roles_paths,
@@ -116,7 +130,7 @@ def run(
         progress=progress,
         **options,
     )
-    return api.run(runbook, params, opts)
+    return api.run(runbook, params_given, opts)
 
 
 def artifacts(result: Any) -> list[str]:
@@ -272,3 +286,82 @@ def test_renewals_extend_the_leases_the_calls_took(tmp_path: Path) -> None:
         leases.finish()
     assert lease_of(tmp_path, "h1") is None  # finish() gives back what the calls did not release
     assert lease_of(tmp_path, "h2") == before["h2"]  # never taken by this run's calls: neither renewed nor released
+
+
+def templated_runbook() -> str:
+    return """apiVersion: runbook/v1
+kind: Runbook
+metadata: {name: leases, severity: SEV2}
+spec:
+  params:
+    out: {type: string}
+    target: {type: string}
+  steps:
+    - {id: write, hosts: h1, uses: fixture_step,
+       with: {write: one, file: "{{ params.out }}-write-{{ inventory_hostname }}"}}
+    - {id: pick, hosts: "{{ params.target }}", uses: fixture_step,
+       with: {write: picked, file: "{{ params.out }}-pick-{{ inventory_hostname }}"}}
+    - {id: named, name: "Again on {{ params.target }}", hosts: "{{ params.target }}", uses: fixture_step}
+"""
+
+
+def test_a_templated_hosts_pattern_is_leased_and_its_results_are_collected(
+    tmp_path: Path, roles_paths: list[Path], playbook_calls: list[str]
+) -> None:
+    during: list[dict[str, Any] | None] = []
+
+    def progress(kind: str, data: dict[str, Any]) -> None:
+        if kind == "step_result" and data["step_id"] == "pick":
+            during.append(lease_of(tmp_path, data["host"]))
+
+    result = run(tmp_path, roles_paths, templated_runbook(), params=("target=h2",), progress=progress, assume_yes=True)
+    assert (result.status, result.exit_status) == ("succeeded", 0), result.message
+    (taken,) = [r for r in journal(result) if r["kind"] == "lock_taken"]
+    assert taken["hosts"] == ["h1", "h2"]  # h2 comes from the param
+    assert (tmp_path / "out-pick-h2").read_text() == "picked"
+    assert len(during) == 1 and during[0] is not None and during[0]["run_id"] == result.run_id
+    statuses = {(s["id"], s["host"]): s["status"] for s in result.report["steps"]}
+    assert statuses == {("write", "h1"): "succeeded", ("pick", "h2"): "succeeded", ("named", "h2"): "succeeded"}
+    assert "no host matched" not in result.message
+    assert lease_of(tmp_path, "h1") is None and lease_of(tmp_path, "h2") is None
+
+
+def test_a_host_unreachable_while_the_lease_is_taken_runs_no_step_of_that_call(
+    tmp_path: Path, roles_paths: list[Path], playbook_calls: list[str]
+) -> None:
+    hosts = inventory(tmp_path, flaky=True)
+    result = run(tmp_path, roles_paths, runbook_text(), hosts=hosts, assume_yes=True, no_rollback=True)
+    assert not list(tmp_path.glob("out-*-flaky")), "a step ran on a host whose lease was not taken"
+    assert lease_of(tmp_path, "flaky") is None
+    assert result.report["lock"]["hosts"] == ["h1", "h2"]
+    flaky = {s["id"]: s for s in result.report["steps"] if s["host"] == "flaky"}
+    assert set(flaky) == {"write", "second"}
+    assert all(s["status"] == "unreachable" and "lease" in s["message"] for s in flaky.values())
+    assert (tmp_path / "out-write-h1").read_text() == "one"
+    assert result.exit_status == 3
+    assert lease_of(tmp_path, "h1") is None and lease_of(tmp_path, "h2") is None
+
+
+def test_lock_status_and_a_forced_release_on_the_lab(lab: Any, tmp_path: Path) -> None:
+    """An operator's way out on real hosts: see who holds a lease, remove it, find the removal in history."""
+    state, name, run_id = tmp_path / "state", "lock-cli-test", f"stuck-run-{os.getpid()}"
+    host_leases.acquire_leases(Path(INVENTORY), "app1", run_id, 600, owner="someone@elsewhere", name=name)
+    try:
+        shown = runbook_cli(state, "lock", "status", "app", "-i", INVENTORY, "--name", name)
+        assert shown.returncode == 0, shown.stderr
+        (held,) = [line.split() for line in shown.stdout.splitlines() if line.startswith("app1 ")]
+        assert held[:4] == ["app1", name, run_id, "someone@elsewhere"] and held[4] == str(os.getpid())
+        assert any(line.startswith("app2 ") and "(no lease)" in line for line in shown.stdout.splitlines())
+
+        refused = runbook_cli(state, "lock", "release", "app1", "-i", INVENTORY, "--name", name)
+        assert refused.returncode == 2 and "--force" in refused.stderr
+        host_sh("app1", f"test -e /var/lib/runbook/locks/{name}.json")
+
+        released = runbook_cli(state, "lock", "release", "app1", "-i", INVENTORY, "--name", name, "--force")
+        assert released.returncode == 0, released.stderr
+        assert f"app1: removed lease '{name}' of run {run_id} (someone@elsewhere" in released.stdout
+        host_sh("app1", f"test ! -e /var/lib/runbook/locks/{name}.json")
+        history = runbook_cli(state, "history")
+        assert history.returncode == 0 and "released by hand" in history.stdout and run_id in history.stdout
+    finally:
+        host_leases.release_leases(Path(INVENTORY), "app1", run_id, name=name)

@@ -234,3 +234,33 @@ spec:
     result = run(tmp_path, fixtures, roles_paths, text)
     assert result.exit_status == 0, result.message
     assert (tmp_path / "out").read_text() == "[]"
+
+
+def test_plan_check_prints_what_each_step_would_change_and_changes_nothing(
+    tmp_path: Path, fixtures: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner import cli
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("RUNBOOK_STATE_DIR", str(state))
+    outputs: dict[bool, str] = {}
+    for fail in (False, True):
+        path = tmp_path / f"flow-{fail}.yml"
+        path.write_text(runbook_text(main_fail=fail))
+        argv = ["plan", str(path), "-i", str(fixtures / "local-inventory.yml"), "-p", f"out={tmp_path}/out",
+                "--roles-path", str(fixtures / "roles"), "--check"]
+        assert cli.main(argv) == 0
+        outputs[fail] = capsys.readouterr().out
+    rows, failing = ([line.split(None, 3) for line in out.split("check mode")[1].splitlines()[1:]]
+                     for out in (outputs[False], outputs[True]))
+    assert [tuple(row[:3]) for row in rows] == [
+        ("write", "local1", "changed"),
+        ("write", "local2", "changed"),
+        ("break", "local1", "ok"),
+        ("break", "local2", "ok"),
+    ]
+    assert rows[0][3].startswith("would change: Write the given value")
+    assert ["break", "local1", "failed", "fixture step failed on purpose"] in failing
+    assert not list(tmp_path.glob("out-*"))  # check mode changed nothing on the hosts
+    assert not state.exists()  # no run directory, no history row
+    assert all("CANARY-9f8e7d6c" not in text for text in outputs.values())

@@ -129,3 +129,22 @@ def test_a_configuration_nginx_rejects_moves_no_traffic(clean_lab: object, tmp_p
     assert lb_sh(f"cat {UPSTREAM_FILE}") == before
     assert nginx_workers() == workers  # never reloaded
     assert through_lb() == {(200, "v1")}
+
+
+def test_a_planted_link_at_the_switch_state_file_moves_no_traffic(clean_lab: object, tmp_path: Path) -> None:
+    state, secret_file = tmp_path / "state", "/root/runbook-lab-secret"
+    lb_sh(f"printf 'root:only-root-reads-this\\n' > {secret_file} && chmod 0600 {secret_file}")
+    secret = lb_sh(f"stat -c %a {secret_file} && sha256sum {secret_file}")
+    before, workers = lb_sh(f"cat {UPSTREAM_FILE}"), nginx_workers()
+    lb_sh(f"mkdir -p /var/lib/runbook/traffic && ln -s {secret_file} /var/lib/runbook/traffic/backend.json")
+    try:
+        result = run(state, "blue-green-rollback", "-p", "to=blue")
+    finally:
+        lb_sh("rm -f /var/lib/runbook/traffic/backend.json")
+    assert result.returncode == 1, result.stdout + result.stderr  # failed, and the service verified as it was
+    switch = next(s for s in latest_report(state)["steps"] if s["id"] == "switch")
+    assert switch["status"] == "failed"
+    assert "refusing to write /var/lib/runbook/traffic/backend.json: it is a symlink" in switch["message"], switch
+    assert lb_sh(f"stat -c %a {secret_file} && sha256sum {secret_file}") == secret
+    assert lb_sh(f"cat {UPSTREAM_FILE}") == before
+    assert nginx_workers() == workers  # never reloaded

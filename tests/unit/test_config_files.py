@@ -140,3 +140,32 @@ def test_pruning_keeps_the_newest_and_the_last_good(site: dict[str, Any]) -> Non
     store = mod.Store(site["base"]["dir"], "site")
     kept = store.versions()
     assert good in kept and len(kept) == 3
+
+
+def test_a_restore_interrupted_after_writing_is_finished_with_what_it_first_resolved(site: dict[str, Any]) -> None:
+    good = snapshot(site, good=True)["version"]
+    (site["etc"] / "site.conf").write_text("listen 9999; # a bad change\n")
+    prepared = restore(site, version="previous", prepare=True)  # the role records this as the step's intent
+    assert prepared["version"] == good and prepared["safety_snapshot"] == prepared["version_before"]
+    assert (site["etc"] / "site.conf").read_text() == "listen 9999; # a bad change\n" and calls(site) == []
+    # the control node died after the files were written, before they were validated and activated
+    (site["etc"] / "site.conf").write_text("listen 8080;\n")
+    versions = sorted(p.name for p in (Path(site["base"]["dir"]) / "site").iterdir() if not p.name.startswith("."))
+    # resolving `previous` again would go one step too far back: to the safety snapshot of the bad change
+    assert restore(site, check_mode=True, version="previous")["version"] == prepared["safety_snapshot"]
+    again = restore(site, version=good, version_before=prepared["version_before"], reactivate=True)
+    assert again["version"] == good and again["version_before"] == prepared["version_before"]
+    assert calls(site) == ["validate", "activate"] and (site["etc"] / "site.conf").read_text() == "listen 8080;\n"
+    after = sorted(p.name for p in (Path(site["base"]["dir"]) / "site").iterdir() if not p.name.startswith("."))
+    assert after == versions  # no second safety snapshot of the half-restored files
+
+
+def test_a_rejected_re_run_puts_back_the_files_as_they_were_before_the_step(site: dict[str, Any]) -> None:
+    good = snapshot(site, good=True)["version"]
+    (site["etc"] / "site.conf").write_text("bad;\n")
+    prepared = restore(site, prepare=True)
+    (site["etc"] / "site.conf").write_text("listen 8080;\n")  # written by the interrupted attempt
+    site["rc"]["validate"].write_text("1")
+    with pytest.raises(mod.ConfigError, match="rejects snapshot"):
+        restore(site, version=good, version_before=prepared["version_before"], reactivate=True)
+    assert (site["etc"] / "site.conf").read_text() == "bad;\n"

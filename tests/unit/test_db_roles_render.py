@@ -54,8 +54,10 @@ if str(COLLECTIONS) not in sys.path:
 from ansible_collections.runbook.ops.plugins.module_utils import (  # noqa: E402
     backup_check,
     backup_files,
+    host_work,
     pg_common,
     pg_decode,
+    safe_files,
 )
 
 mongo = _load("backup_mongo")
@@ -76,16 +78,18 @@ SHARED_UTILS = {
     "backup_files": backup_files,
     "pg_decode": pg_decode,
     "backup_check": backup_check,
+    "safe_files": safe_files,
+    "host_work": host_work,
 }
 USES = {
-    "pg_dump_partial": {"pg_common", "backup_files", "pg_decode"},
+    "pg_dump_partial": {"pg_common", "backup_files", "pg_decode", "safe_files", "host_work"},
     "pg_inspect": {"pg_common"},
-    "pg_restore_backup": {"pg_common", "pg_decode"},
+    "pg_restore_backup": {"pg_common", "pg_decode", "host_work"},
     "pg_migration_rollback": {"pg_common"},
     "backup_verify": {"backup_check"},
     "backup_catalog": {"backup_check", "backup_files"},
-    "backup_finalize": {"backup_files"},
-    "backup_mongo": {"backup_files"},
+    "backup_finalize": {"backup_files", "safe_files"},
+    "backup_mongo": {"backup_files", "safe_files"},
 }
 
 
@@ -831,9 +835,10 @@ def test_swap_is_one_transaction_with_both_renames() -> None:
 
 def test_selective_restore_truncates_then_checks_counts_before_commit() -> None:
     head, tail = restore_mod.table_load_sql(["public.orders"], {"public.orders": 1000}, "10s")
-    assert head == 'SET lock_timeout = \'10s\';\nBEGIN;\nTRUNCATE ONLY "public"."orders";\n'
+    # rows counted as pg_dump sees them: the table's own (ONLY, not its inheritance children), row security off
+    assert head == 'SET lock_timeout = \'10s\';\nSET row_security = off;\nBEGIN;\nTRUNCATE ONLY "public"."orders";\n'
     assert tail.rstrip().endswith("COMMIT;")
-    assert 'SELECT count(*) INTO n FROM "public"."orders";' in tail and "IF n <> 1000" in tail
+    assert 'SELECT count(*) FROM ONLY "public"."orders" INTO n;' in tail and "IF n <> 1000" in tail
 
 
 def test_restore_argv() -> None:
@@ -1007,4 +1012,4 @@ def test_restored_tables_are_counted_as_pg_restore_reports_their_data_loaded() -
     assert counter.finish() == {"public.orders": 42, '"My Schema"."T"': 42}
     assert [db for db, _ in client.sql] == ["shop__restore_x"] * 2  # only TABLE DATA items, in the copy
     assert all("max_parallel_workers_per_gather = 0" in sql for _, sql in client.sql)  # one core: restore goes on
-    assert 'FROM "My Schema"."T"' in client.sql[1][1]
+    assert 'FROM ONLY "My Schema"."T"' in client.sql[1][1]  # its own rows, as the backup counted them

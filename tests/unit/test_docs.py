@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from runner.devtools import docs
+from runner.devtools.markdown import cell
+from runner.devtools.role_readmes import role_dirs, role_readme
 from runner.language.loader import load_runbook_text
 from runner.language.role_specs import load_role
 from runner.paths import PRODUCT_ROOT, ROLES_DIR
@@ -25,7 +27,7 @@ def test_generated_docs_are_current() -> None:
 def test_every_role_has_a_readme_and_the_reference_names_it() -> None:
     files = docs.expected_files()
     reference = files[PRODUCT_ROOT / "docs" / "runbook-reference.md"]
-    for role_dir in docs.role_dirs(ROLES_DIR):
+    for role_dir in role_dirs(ROLES_DIR):
         assert role_dir / "README.md" in files
         assert f"(../roles/{role_dir.name}/README.md)" in reference
 
@@ -42,7 +44,7 @@ def test_reference_covers_the_schema() -> None:
 
 
 def test_role_readme_has_every_part() -> None:
-    text = docs.role_readme(load_role(FIXTURE_ROLES / "fixture_http"))
+    text = role_readme(load_role(FIXTURE_ROLES / "fixture_http"))
     assert text.startswith("# fixture_http\n")
     assert "Test double with nested options" in text
     assert "| Option | Variable | Type | Required | Default | Choices | Description |" in text
@@ -67,12 +69,12 @@ def test_role_readme_has_every_part() -> None:
 
 @pytest.mark.parametrize(
     "role_dir",
-    [*docs.role_dirs(ROLES_DIR), FIXTURE_ROLES / "fixture_http", FIXTURE_ROLES / "demo_role"],
+    [*role_dirs(ROLES_DIR), FIXTURE_ROLES / "fixture_http", FIXTURE_ROLES / "demo_role"],
     ids=lambda p: p.name,
 )
 def test_example_step_validates(role_dir: Path) -> None:
     role = load_role(role_dir)
-    text = docs.role_readme(role)
+    text = role_readme(role)
     example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
     runbook = yaml.safe_dump(
         {"apiVersion": "runbook/v1", "kind": "Runbook", "metadata": {"name": "example"}, "spec": example}
@@ -81,7 +83,7 @@ def test_example_step_validates(role_dir: Path) -> None:
 
 
 def test_markup_becomes_markdown() -> None:
-    assert docs.cell("C(previous) and I(this) B(bold) U(https://x) L(text,https://y) a|b") == (
+    assert cell("C(previous) and I(this) B(bold) U(https://x) L(text,https://y) a|b") == (
         "`previous` and *this* **bold** <https://x> [text](https://y) a\\|b"
     )
 

@@ -39,6 +39,7 @@ CATEGORIES = {
     "unknown-role",
     "with-options",
     "jinja-syntax",
+    "jinja-plugins",
     "references",
     "durations",
     "param-defaults",

@@ -3,12 +3,16 @@
 Valid runbooks are mutated structurally (keys deleted, duplicated, renamed, values retyped, deep nesting, huge
 numbers, unicode) and textually (random bytes, tabs, anchors and aliases including recursive ones, binary
 garbage). Most examples go through runner.api.validate (fast); a smaller sample runs the real CLI entry point.
+Operator param values (-p texts, params-file and journal values) resolve within the loader's limits or are
+refused with a message, never an exception.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -19,8 +23,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from runner import api, cli
-from runner.errors import Diagnostic
-from runner.language.loader import INTERNAL_ERROR
+from runner.errors import Diagnostic, InvalidInput
+from runner.language import params
+from runner.language.loader import INTERNAL_ERROR, load_runbook
+from runner.language.value_limits import value_problem
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ROLES = FIXTURES / "roles"
@@ -287,3 +293,49 @@ def test_cli_validate_exits_0_or_2(workdir: Path, payload: bytes) -> None:
         assert stderr.getvalue().count(": error: ") >= 1
     assert "Traceback" not in stderr.getvalue()
     assert INTERNAL_ERROR not in stderr.getvalue()
+
+
+# --- operator param values: -p texts, and the values a params file or a journal holds ----------------------------
+
+PARAM_TEXTS = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["nan", "-inf", "1e400", "9" * 5000, "-9223372036854775809", "-0", "0x10", "1_000", "[NaN]"]),
+    st.sampled_from(['{"a": Infinity}', '{"a": 1e999}', "[" + "7" * 5000 + "]", "{", '{"a": "\\ud800"}']),
+    st.integers(min_value=1, max_value=5000).map(lambda d: "[" * d + "]" * d),
+    st.integers(min_value=1, max_value=5000).map(lambda d: '{"a":' * d + "1" + "}" * d),
+    VALUES.map(json.dumps),
+)
+
+
+@functools.cache
+def every_type_runbook() -> Any:
+    return load_runbook(FIXTURES / "valid" / "params_every_type.yml", [ROLES])
+
+
+@st.composite
+def nested_values(draw: st.DrawFn) -> Any:
+    value = draw(VALUES)
+    pattern = draw(st.lists(st.booleans(), min_size=1, max_size=4))  # list or mapping, level by level
+    for level in range(draw(st.integers(min_value=0, max_value=3000))):
+        value = [value] if pattern[level % len(pattern)] else {"k": value}
+    return value
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    given_name=st.sampled_from(["name", "count", "ratio", "enabled", "hosts", "labels", "mode"]),
+    text=PARAM_TEXTS,
+    file_name=st.sampled_from(["hosts", "labels", "count", "ratio", "name"]),
+    file_value=nested_values(),
+)
+def test_param_values_resolve_within_limits_or_are_refused(
+    given_name: str, text: str, file_name: str, file_value: Any
+) -> None:
+    try:
+        resolved = params.resolve(every_type_runbook(), {"password": "x", given_name: text}, {file_name: file_value})
+    except InvalidInput as exc:
+        assert str(exc).startswith("param ") and len(str(exc)) < 2000
+        return
+    for value in resolved.values.values():
+        assert value_problem(value) is None
+    json.dumps(resolved.values, allow_nan=False)

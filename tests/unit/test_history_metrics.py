@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from runner.records import history, metrics
+from runner.records.datacheck import DataCheck, HostRows, TableRows
 
 T0 = datetime(2026, 1, 15, 10, 0, 0, tzinfo=UTC)
 
@@ -35,7 +37,8 @@ def report(
     failure_at: float | None = None,
     rollback: tuple[float, float] | None = None,
     verified: bool = True,
-    data_check: Any = "no database step in this run",
+    data_check: str = "no database step in this run",
+    data_check_detail: list[dict[str, Any]] | None = None,
     budget_s: float = 300.0,
     check_mode: bool = False,
 ) -> dict[str, Any]:
@@ -98,8 +101,15 @@ def report(
         "backups": [],
         "verification": [],
         "data_check": data_check,
+        "data_check_detail": data_check_detail or [],
         "notifications": [],
     }
+
+
+def db_rows(before: int, after: int) -> list[dict[str, Any]]:
+    """data_check_detail of a restore on host db that counted the orders table before and after."""
+    table = {"table": "orders", "rows_before": before, "rows_after": after, "rows_lost": max(before - after, 0)}
+    return [{"step": "restore", "host": "db", "tables": [table]}]
 
 
 def record(state: Path, rep: dict[str, Any]) -> None:
@@ -129,7 +139,17 @@ def synthetic(tmp_path: Path) -> Path:
         state,
         report("b5", status="failed", start=4000, duration=200, failure_at=20, rollback=(30, 190), verified=False),
     )
-    record(state, report("d1", "db-restore", start=5000, severity="SEV2", data_check="db: no rows lost"))
+    record(
+        state,
+        report(
+            "d1",
+            "db-restore",
+            start=5000,
+            severity="SEV2",
+            data_check="db: no rows lost",
+            data_check_detail=db_rows(3, 3),
+        ),
+    )
     record(
         state,
         report(
@@ -140,6 +160,7 @@ def synthetic(tmp_path: Path) -> Path:
             severity="SEV2",
             failure_at=10,
             data_check="db: rows lost {'orders': 3}",
+            data_check_detail=db_rows(5, 2),
             duration=400,
         ),
     )
@@ -202,6 +223,23 @@ def test_run_in_progress_shows_as_running(tmp_path: Path) -> None:
     assert metrics.from_rows([row]).overall.runs == 0
 
 
+def test_a_run_whose_control_process_exited_unreaped_shows_as_interrupted(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    history.record_start(state, "zombie", "rb", "SEV3", ts(0), {}, "me@here")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # never waited for until the end: a zombie
+    stat = Path(f"/proc/{child.pid}/stat")
+    for _ in range(100):
+        if stat.read_text().split(") ", 1)[1].startswith("Z"):
+            break
+        time.sleep(0.05)
+    with sqlite3.connect(history.db_path(state)) as conn:
+        conn.execute("UPDATE runs SET control_pid = ? WHERE run_id = 'zombie'", (child.pid,))
+    try:
+        assert history.list_runs(state)[0].status == "interrupted"
+    finally:
+        child.wait()
+
+
 def test_steps_are_stored_per_host(synthetic: Path) -> None:
     run = history.get_run(synthetic, "b3")
     assert run is not None
@@ -247,11 +285,13 @@ def test_concurrent_writers(tmp_path: Path) -> None:
 
 
 def test_data_lost() -> None:
-    assert history.data_lost("db: rows lost {'orders': 3}")
-    assert not history.data_lost("db: no rows lost")
-    assert not history.data_lost("no database step in this run")
-    assert history.data_lost({"db": {"lost": {"orders": 1}}})
-    assert not history.data_lost({"db": {"lost": {}}})
+    lost = DataCheck((HostRows("restore", "db", (TableRows("orders", 5, 2), TableRows("users", 4, 4))),))
+    assert lost.rows_lost and lost.summary == "db: rows lost {'orders': 3}"
+    kept = DataCheck((HostRows("restore", "db", (TableRows("orders", 3, 3),)),))
+    assert not kept.rows_lost and kept.summary == "db: no rows lost"
+    assert not DataCheck().rows_lost and DataCheck().summary == "no database step in this run"
+    gone = DataCheck.from_outputs([("restore", "db", {"rows_before": {"orders": 1}, "rows_after": {}})])
+    assert gone.rows_lost and gone.summary == "db: rows lost {'orders': 1}"
 
 
 # ---------------------------------------------------------------- metrics

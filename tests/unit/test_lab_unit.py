@@ -1,4 +1,4 @@
-"""The lab driver's pure logic and its error messages (no lab needed)."""
+"""The lab package's pure logic and its error messages (no lab needed)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 
 from runner import lab
 from runner.errors import LabError
+from runner.lab import engines, images, preflight
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +74,7 @@ def test_not_root_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_package_names_what_to_install() -> None:
     with pytest.raises(LabError) as info:
-        lab._need("runbook-lab-no-such-binary", "runbook-lab-pkg")
+        preflight.need("runbook-lab-no-such-binary", "runbook-lab-pkg")
     assert str(info.value) == (
         "`runbook-lab-no-such-binary` not found: install it with `apt-get install -y runbook-lab-pkg`"
     )
@@ -86,11 +87,11 @@ def test_port_taken_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
         holder.bind(("127.0.10.99", lab.SSH_PORT))
         holder.listen(1)
         with pytest.raises(LabError) as info:
-            lab._check_ports_free(["backup"])
+            preflight.check_ports_free(["backup"])
     message = str(info.value)
     assert "127.0.10.99:2222" in message and "already in use" in message
     assert "\n" not in message
-    lab._check_ports_free(["backup"])  # free again
+    preflight.check_ports_free(["backup"])  # free again
 
 
 def test_last_error_picks_the_fatal_line(tmp_path: Path) -> None:
@@ -100,15 +101,15 @@ def test_last_error_picks_the_fatal_line(tmp_path: Path) -> None:
         'time="t" level=info msg="more"\n'
         "failed to start daemon: pid file found, ensure docker is not running or delete /x/docker.pid\n"
     )
-    assert lab._last_error(log).startswith("failed to start daemon: pid file found")
+    assert engines.last_error(log).startswith("failed to start daemon: pid file found")
     log.write_text('time="t" level=fatal msg="cannot bind"\n')
-    assert lab._last_error(log) == "cannot bind"
-    assert lab._last_error(tmp_path / "missing.log") == "no log"
+    assert engines.last_error(log) == "cannot bind"
+    assert engines.last_error(tmp_path / "missing.log") == "no log"
 
 
 def test_recipe_hash_is_stable() -> None:
-    assert lab._recipe_hash(lab.HOST_RECIPE) == lab._recipe_hash(lab.HOST_RECIPE)
-    assert lab._recipe_hash(lab.HOST_RECIPE) != lab._recipe_hash(lab.APP_RECIPE)
+    assert images.recipe_hash(lab.HOST_RECIPE) == images.recipe_hash(lab.HOST_RECIPE)
+    assert images.recipe_hash(lab.HOST_RECIPE) != images.recipe_hash(lab.APP_RECIPE)
     for name in (*lab.HOST_RECIPE, *lab.APP_RECIPE, *lab.HOST_FILES):
         assert (lab.RECIPES_DIR / name).is_file()
 

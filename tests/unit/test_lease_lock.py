@@ -4,33 +4,46 @@ ansible-runner on two local hosts (no lab)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
 import os
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from opsmodule import load
 
 from runner.engine import host_leases
 from runner.errors import LockHeld
-from runner.paths import COLLECTIONS_DIR
 
-MODULE_PATH = COLLECTIONS_DIR / "ansible_collections/runbook/ops/plugins/modules/lease_lock.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lease_lock_under_test", MODULE_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+ll = load("lease_lock")
 
 
-ll = _load()
+def at(wall: float, mono: float | None = None, boot: str = "boot-1") -> Any:
+    """One moment on the host: its wall clock, its monotonic clock (the same number unless told) and boot id."""
+    return ll.Clock(wall, wall if mono is None else mono, boot)
+
+
+class HostClocks:
+    """Stands in for the module's `time`: a wall clock and a monotonic clock that the test moves apart."""
+
+    def __init__(self) -> None:
+        self.wall = 1_000_000.0
+        self.mono = 500.0
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+
+@pytest.fixture
+def clocks(monkeypatch: pytest.MonkeyPatch) -> HostClocks:
+    fake = HostClocks()
+    monkeypatch.setattr(ll, "time", fake)
+    return fake
 
 
 def acquire(directory: Path, run_id: str, **kw: Any) -> dict[str, Any]:
@@ -48,7 +61,7 @@ def acquire(directory: Path, run_id: str, **kw: Any) -> dict[str, Any]:
 
 
 def test_acquire_writes_the_lease(tmp_path: Path) -> None:
-    result = acquire(tmp_path / "locks", "run-a", now=1_000_000.0)
+    result = acquire(tmp_path / "locks", "run-a", now=at(1_000_000.0))
     assert result["acquired"] and result["changed"] and "taken_over" not in result
     lease = json.loads((tmp_path / "locks" / "host.json").read_text())
     assert lease["run_id"] == "run-a"
@@ -61,17 +74,17 @@ def test_acquire_writes_the_lease(tmp_path: Path) -> None:
 
 
 def test_live_lease_is_refused_with_the_holder(tmp_path: Path) -> None:
-    acquire(tmp_path, "run-a", now=1000.0)
+    acquire(tmp_path, "run-a", now=at(1000.0))
     with pytest.raises(ll.LeaseError) as caught:
-        acquire(tmp_path, "run-b", now=1059.0)
+        acquire(tmp_path, "run-b", now=at(1059.0))
     assert caught.value.holder["run_id"] == "run-a"
     message = str(caught.value)
     assert "held by run run-a" in message and "op-run-a@control" in message and "pid 4242 on control" in message
 
 
 def test_expired_lease_is_taken_over_and_reported(tmp_path: Path) -> None:
-    acquire(tmp_path, "run-a", now=1000.0, ttl=60)
-    result = acquire(tmp_path, "run-b", now=1060.5)
+    acquire(tmp_path, "run-a", now=at(1000.0), ttl=60)
+    result = acquire(tmp_path, "run-b", now=at(1060.5))
     assert result["acquired"]
     assert result["taken_over"]["run_id"] == "run-a"
     assert json.loads((tmp_path / "host.json").read_text())["run_id"] == "run-b"
@@ -84,13 +97,13 @@ def test_unreadable_lease_is_taken_over(tmp_path: Path) -> None:
 
 
 def test_same_run_reacquires_and_renews(tmp_path: Path) -> None:
-    first = acquire(tmp_path, "run-a", now=1000.0)
-    again = acquire(tmp_path, "run-a", now=1030.0)
+    first = acquire(tmp_path, "run-a", now=at(1000.0))
+    again = acquire(tmp_path, "run-a", now=at(1030.0))
     assert again["reacquired"] and again["lease"]["acquired_at"] == first["lease"]["acquired_at"]
-    renewed = ll.renew(str(tmp_path), "host", "run-a", ttl=120, now=1050.0)
+    renewed = ll.renew(str(tmp_path), "host", "run-a", ttl=120, now=at(1050.0))
     assert renewed["lease"]["expires_epoch"] == 1170.0
     with pytest.raises(ll.LeaseError, match="lost its lease"):
-        ll.renew(str(tmp_path), "host", "run-b", ttl=120, now=1050.0)
+        ll.renew(str(tmp_path), "host", "run-b", ttl=120, now=at(1050.0))
 
 
 def test_release_only_by_the_same_run(tmp_path: Path) -> None:
@@ -120,6 +133,75 @@ def test_bad_names_are_refused(tmp_path: Path) -> None:
 def test_named_locks_are_independent(tmp_path: Path) -> None:
     acquire(tmp_path, "run-a", name="host")
     assert acquire(tmp_path, "run-b", name="db-maintenance")["acquired"]
+
+
+def test_the_lease_records_its_holder_and_the_hosts_clock(tmp_path: Path) -> None:
+    holder = {"control_boot_id": "control-boot", "pid_start": 123456, "pid_ns": "pid:[4026531836]"}
+    acquire(tmp_path, "run-a", now=at(1000.0, mono=77.5, boot="host-boot"), identity=holder)
+    lease = json.loads((tmp_path / "host.json").read_text())
+    assert {k: lease[k] for k in holder} == holder
+    assert (lease["host_boot_id"], lease["renewed_mono"], lease["ttl"]) == ("host-boot", 77.5, 60)
+
+
+def test_a_host_clock_jumping_forward_expires_no_live_lease(tmp_path: Path, clocks: HostClocks) -> None:
+    acquire(tmp_path, "run-a", ttl=60)
+    clocks.wall += 86_400  # a day ahead: an NTP step, a VM restored from a snapshot
+    clocks.mono += 5
+    with pytest.raises(ll.LeaseError, match="held by run run-a"):
+        acquire(tmp_path, "run-b")
+    clocks.mono += 56  # 61 s after it was taken, by the host's own monotonic clock
+    assert acquire(tmp_path, "run-b")["taken_over"]["run_id"] == "run-a"
+
+
+def test_a_host_clock_jumping_back_keeps_no_lease_past_its_ttl(tmp_path: Path, clocks: HostClocks) -> None:
+    acquire(tmp_path, "run-a", ttl=60)
+    clocks.wall -= 3600
+    clocks.mono += 61
+    assert acquire(tmp_path, "run-b")["taken_over"]["run_id"] == "run-a"
+
+
+def test_a_renewal_restarts_the_ttl_by_the_hosts_monotonic_clock(tmp_path: Path, clocks: HostClocks) -> None:
+    acquire(tmp_path, "run-a", ttl=60)
+    clocks.mono += 50
+    ll.renew(str(tmp_path), "host", "run-a", ttl=60)
+    clocks.mono += 50
+    clocks.wall += 7200
+    with pytest.raises(ll.LeaseError):
+        acquire(tmp_path, "run-b")
+    clocks.mono += 11
+    assert acquire(tmp_path, "run-b")["acquired"]
+
+
+def test_after_a_host_reboot_the_lease_expires_by_the_wall_clock(
+    tmp_path: Path, clocks: HostClocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acquire(tmp_path, "run-a", ttl=60)
+    monkeypatch.setattr(ll, "boot_id", lambda: "after-the-reboot")
+    clocks.mono = 3.0  # the monotonic clock restarted with the host
+    clocks.wall += 30
+    with pytest.raises(ll.LeaseError):
+        acquire(tmp_path, "run-b")
+    clocks.wall += 31
+    assert acquire(tmp_path, "run-b")["taken_over"]["run_id"] == "run-a"
+
+
+def test_list_shows_every_lease_and_how_long_it_still_lives(tmp_path: Path) -> None:
+    acquire(tmp_path, "run-a", now=at(1000.0), ttl=60)
+    acquire(tmp_path, "run-b", name="db-maintenance", now=at(1000.0), ttl=600)
+    listed = ll.list_leases(str(tmp_path), now=at(1030.0))
+    rows = [(e["name"], e["lease"]["run_id"], e["live"], e["expires_in_s"]) for e in listed["leases"]]
+    assert rows == [("db-maintenance", "run-b", True, 570.0), ("host", "run-a", True, 30.0)]
+    assert ll.list_leases(str(tmp_path), now=at(1090.0))["leases"][1]["live"] is False
+    assert ll.list_leases(str(tmp_path / "absent"))["leases"] == []
+
+
+def test_force_release_removes_a_lease_whatever_its_holder(tmp_path: Path) -> None:
+    acquire(tmp_path, "run-a")
+    removed = ll.force_release(str(tmp_path), "host")
+    assert removed["changed"] is True and removed["released"]["run_id"] == "run-a"
+    assert not (tmp_path / "host.json").exists()
+    again = ll.force_release(str(tmp_path), "host")
+    assert again["changed"] is False and again["released"] is None
 
 
 # ---------------------------------------------------------------- races between processes
@@ -225,11 +307,6 @@ def test_acquire_leases_names_the_holder_and_releases_what_it_took(two_hosts: Pa
     assert (tmp_path / "h1" / "host.json").exists()
     host_leases.release_leases(two_hosts, ["h1", "h2"], "run-a", strict=True)
     assert not (tmp_path / "h1" / "host.json").exists()
-
-    with host_leases.LeaseKeeper(two_hosts, "app", "run-b", 300) as outcome:
-        assert sorted(outcome.acquired) == ["h1", "h2"]
-        assert json.loads((tmp_path / "h2" / "host.json").read_text())["run_id"] == "run-b"
-    assert not (tmp_path / "h1" / "host.json").exists() and not (tmp_path / "h2" / "host.json").exists()
 
 
 def test_stale_lease_is_taken_over_through_ansible(two_hosts: Path, tmp_path: Path) -> None:

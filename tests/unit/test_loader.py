@@ -131,3 +131,34 @@ spec:
 def test_needs_at_least_one_step(roles_paths: list[Path]) -> None:
     text = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: x}\nspec: {steps: []}\n"
     assert "needs at least one item (at spec.steps)" in errors_of(text, roles_paths)[0]
+
+
+def test_every_mapping_of_the_format_rejects_keys_it_does_not_know() -> None:
+    """additionalProperties: false everywhere, except where the keys are free by design."""
+    from runner.language.schema import load_schema
+
+    free_by_design = {
+        "/properties/spec/properties/params": "param names are the runbook's own; each value is a closed $defs/param",
+        "/$defs/param/properties/items": "a JSON Schema: the loader checks its keywords",
+        "/$defs/step/properties/with": "checked against the role's meta/argument_specs.yml",
+    }
+    open_mappings: list[str] = []
+
+    def closed(node: dict[str, object]) -> bool:
+        branches = [node.get("then"), node.get("else")]
+        if all(isinstance(b, dict) and b.get("additionalProperties") is False for b in branches):
+            return True  # notification: each kind lists its own keys
+        return node.get("additionalProperties") is False or isinstance(node.get("additionalProperties"), dict)
+
+    def walk(node: object, pointer: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and pointer not in free_by_design and not closed(node):
+                open_mappings.append(pointer)
+            for key, value in node.items():
+                walk(value, f"{pointer}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{pointer}/{index}")
+
+    walk(load_schema("runbook.schema.json"), "")
+    assert open_mappings == []

@@ -157,3 +157,49 @@ def test_servers_are_read_from_the_named_block_only() -> None:
     assert mod.upstream_servers(text, "backend") == ["127.0.10.12:8080", "[::1]:8080"]
     assert mod.upstream_servers(text, "nope") is None
     assert mod.colour_of(["127.0.10.12:8080"], COLOURS) == "green"
+
+
+def killed_after_the_reload(site: dict[str, Any], to: str) -> None:
+    """A switch killed after nginx reloaded and before the state said it was done (the state still `pending`)."""
+    state_path = Path(site["params"]["state_dir"]) / "backend.json"
+    before = json.loads(state_path.read_text()) if state_path.exists() else {}
+    switch(site, to=to)
+    after = json.loads(state_path.read_text())
+    pending = {"colour": after["previous"]["colour"], "servers": after["previous"]["servers"],
+               "content": after["previous"]["content"], "to": after["active"], "to_servers": after["history"][-1][
+                   "servers"], "to_content": site["conf"].read_text(), "run_id": "run-1", "at": "now"}
+    state_path.write_text(json.dumps(dict(before, pending=pending)))
+
+
+def test_a_switch_killed_between_the_reload_and_the_state_write_is_finished_not_skipped(site: dict[str, Any]) -> None:
+    switch(site, to="blue")
+    killed_after_the_reload(site, "green")
+    back = switch(site, to="previous")  # the switch back goes to blue: the file the killed switch replaced
+    assert (back["colour_before"], back["colour_after"]) == ("green", "blue")
+    assert back["settled"].startswith("an interrupted switch was finished")
+    assert mod.upstream_servers(site["conf"].read_text(), "backend") == COLOURS["blue"]
+
+
+def test_a_switch_killed_before_it_wrote_the_file_is_dropped(site: dict[str, Any]) -> None:
+    switch(site, to="blue")
+    state_path = Path(site["params"]["state_dir"]) / "backend.json"
+    state = json.loads(state_path.read_text())
+    state["pending"] = {"colour": "blue", "servers": COLOURS["blue"], "content": site["conf"].read_text(),
+                        "to": "green", "to_servers": COLOURS["green"], "to_content": "upstream backend {}\n"}
+    state_path.write_text(json.dumps(state))
+    back = switch(site, to="previous")
+    assert back["settled"].endswith("was dropped") and back["colour_after"] is None
+    assert site["conf"].read_text() == LAB_FILE
+    assert "pending" not in json.loads(state_path.read_text())
+
+
+def test_plan_writes_nothing_and_content_writes_exactly_what_it_planned(site: dict[str, Any]) -> None:
+    switch(site, to="blue")
+    planned = switch(site, to="previous", plan=True)
+    assert planned["changed"] and planned["content"] == LAB_FILE
+    assert mod.upstream_servers(site["conf"].read_text(), "backend") == COLOURS["blue"]
+    done = switch(site, to="previous", content=planned["content"])
+    assert done["changed"] and site["conf"].read_text() == LAB_FILE
+    # re-run with the same recorded content: the file is there already, nothing to do (not one switch further back)
+    again = switch(site, to="previous", content=planned["content"])
+    assert not again["changed"] and site["conf"].read_text() == LAB_FILE

@@ -336,3 +336,35 @@ def test_subject_newlines_cannot_inject_headers(smtp: _Inbox) -> None:
     message = email.message_from_bytes(smtp.messages[0]["data"], policy=policy.default)
     assert message["Bcc"] is None
     assert smtp.messages[0]["to"] == ["oncall@example.org"]
+
+
+def _strings(value: Any, skip_plain_text: bool = True) -> list[str]:
+    """Every text of a Slack payload Slack reads as mrkdwn (plain_text blocks show their text literally)."""
+    if isinstance(value, dict):
+        if skip_plain_text and value.get("type") == "plain_text":
+            return []
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_webhook_payload_escapes_what_hosts_and_operators_wrote() -> None:
+    report = make_report()
+    report["status_detail"] = "step 'swap' failed on app1: <!channel> see <http://evil.example|the runbook> & go"
+    report["operator"] = "<@U0123>@control"
+    report["hosts"]["app1"] = {"version_before": "<!here>", "version_after": "v1 > v0"}
+    with Receiver() as receiver:
+        results = notify.send_all(
+            [webhook(f"http://127.0.0.1:{receiver.port}/hook")], report, PARAMS, REDACTOR,
+            report_path="/state/runs/<!everyone>/report.md",
+        )
+    assert results[0]["ok"] is True
+    body = json.loads(receiver.requests[0]["body"])
+    texts = _strings(body)
+    assert not [text for text in texts if "<" in text or ">" in text]
+    assert any("&lt;!channel&gt; see &lt;http://evil.example|the runbook&gt; &amp; go" in t for t in texts)
+    assert any("&lt;@U0123&gt;@control" in t for t in texts)
+    assert any("app1: &lt;!here&gt; → v1 &gt; v0" in t for t in texts)
+    assert any("/state/runs/&lt;!everyone&gt;/report.md" in t for t in texts)
+    assert "*Status*\nrolled_back" in texts and "*Runbook*\n`backend-rollback`" in texts  # the product's own markup

@@ -4,7 +4,8 @@
   sequence against a fake engine (order of operations, restore on failure, nothing touched when the image is
   missing, idempotence, check mode);
 - release_ledger: previous-release resolution, adoption, record/mark_verified, pruning, atomic locked writes;
-- http_check: durations, matching (status, body, JSON, time), attempts.
+- http_check: durations, matching (status, body, JSON, time), attempts;
+- the PostgreSQL modules' connection options: one doc fragment, one argument spec, one way to exit.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from opsmodule import load as _load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +28,8 @@ swap = _load("container_swap")
 ledger_mod = _load("release_ledger")
 http_mod = _load("http_check")
 
+from ansible_collections.runbook.ops.plugins.doc_fragments.postgres import ModuleDocFragment  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils import pg_common  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils.docker_api import (  # noqa: E402
     DockerError,
     demultiplex,
@@ -410,6 +414,68 @@ def test_interrupted_run_is_recovered_before_swapping() -> None:
     assert result["changed"] is True and eng.names == {"backend": "n" * 64}
 
 
+def killed_after_renaming_the_new_one(eng: FakeEngine) -> str:
+    """The engine as a swap to v2 killed between rename(new -> name) and start leaves it: the old container
+    stopped and aside, the new one under the name, never started."""
+    eng.containers[CONTAINER_ID]["State"]["Running"] = False
+    eng.names = {"backend--runbook-old": CONTAINER_ID}
+    new_id = eng.create_container("backend", {"Image": "lab/backend:v2", "HostConfig": {}})
+    eng.calls.clear()
+    return new_id
+
+
+def test_a_swap_killed_before_the_new_container_started_is_completed_not_its_old_container_deleted() -> None:
+    eng = engine()
+    new_id = killed_after_renaming_the_new_one(eng)
+    sw = swap.Swapper(eng, params(), check_mode=False)  # the same step re-run: v2 again
+    result = sw.run()
+    assert eng.calls == [("start", "n"), ("remove", "c")]  # the old one goes only once the new one runs
+    assert eng.names == {"backend": new_id} and eng.containers[new_id]["State"]["Running"] is True
+    assert result["version_after"] == "lab/backend:v2" and any("interrupted swap" in a for a in sw.actions)
+
+
+def test_a_swap_killed_before_the_new_container_started_is_undone_for_another_target() -> None:
+    eng = engine()
+    killed_after_renaming_the_new_one(eng)
+    result = swap.Swapper(eng, params(image="lab/backend:v1"), check_mode=False).run()
+    assert eng.calls == [("remove", "n"), ("rename", "c", "backend"), ("start", "c")]
+    assert eng.names == {"backend": CONTAINER_ID} and result["changed"] is False
+
+
+def test_an_interrupted_new_container_that_fails_to_start_puts_the_old_one_back() -> None:
+    eng = engine()
+    new_id = killed_after_renaming_the_new_one(eng)
+    eng.fail_start_of.add(new_id)
+    with pytest.raises(swap.SwapFailed) as failed:
+        swap.Swapper(eng, params(), check_mode=False).run()
+    assert failed.value.restored and eng.names == {"backend": CONTAINER_ID}
+    assert eng.containers[CONTAINER_ID]["State"]["Running"] is True
+
+
+def test_a_swap_killed_after_the_start_waits_for_health_before_the_old_one_goes() -> None:
+    eng = engine()
+    new_id = killed_after_renaming_the_new_one(eng)
+    eng.start(new_id)
+    eng.health_after_start = "unhealthy"
+    eng.containers[new_id]["State"]["Health"] = {"Status": "unhealthy", "Log": [{"Output": "HTTP 500"}]}
+    eng.calls.clear()
+    with pytest.raises(swap.SwapFailed) as failed:
+        swap.Swapper(eng, params(wait_healthy=30), check_mode=False, sleep=lambda s: None).run()
+    assert failed.value.restored and eng.names == {"backend": CONTAINER_ID}
+
+
+def test_a_swap_killed_after_stopping_the_old_container_starts_it_again() -> None:
+    eng = engine()
+    eng.containers[CONTAINER_ID]["State"]["Running"] = False
+    eng.create_container("backend--runbook-new", {"Image": "lab/backend:v2", "HostConfig": {}})
+    eng.fail_start_of.add("n" * 64)
+    eng.calls.clear()
+    with pytest.raises(swap.SwapFailed):
+        swap.Swapper(eng, params(), check_mode=False).run()
+    assert eng.calls[:2] == [("remove", "n"), ("start", "c")]
+    assert eng.names == {"backend": CONTAINER_ID} and eng.containers[CONTAINER_ID]["State"]["Running"] is True
+
+
 def test_missing_container_fails_unchanged() -> None:
     eng = engine()
     eng.names = {}
@@ -504,6 +570,16 @@ def test_record_adopts_only_when_empty_or_drifted_and_is_idempotent() -> None:
     changed, release, adopted = ledger_mod.apply_record(ledger, V1, "deploy", NOW, adopt=V3)  # drift to v3
     assert changed and adopted["image"] == "app:v3" and release["image"] == "app:v1"
     assert [r["id"] for r in ledger["releases"]] == [1, 2, 3, 4, 5] and ledger["current"] == 5
+
+
+def test_record_of_an_intent_already_recorded_changes_nothing() -> None:
+    ledger = fresh()
+    ledger_mod.apply_record(ledger, V2, "deploy", NOW, adopt=V1)
+    changed, release, _ = ledger_mod.apply_record(ledger, V1, "rollback", NOW, adopt=V2, intent="run-1.rollback")
+    assert changed and release["intent"] == "run-1.rollback"
+    # the step re-run after the control node died: what it ran before is given again as what ran before
+    again, same, adopted = ledger_mod.apply_record(ledger, V1, "rollback", NOW, adopt=V2, intent="run-1.rollback")
+    assert not again and same["id"] == release["id"] and adopted is None and len(ledger["releases"]) == 3
 
 
 def test_record_without_adopt_on_an_empty_ledger() -> None:
@@ -731,3 +807,133 @@ def test_perform_against_a_local_server() -> None:
         server.server_close()
     status, _, _, error = http_mod.perform({"url": base + "/health"}, 1.0)
     assert status is None and error.startswith("no response")
+
+
+# ------------------------------------------------------------------ PostgreSQL modules: their connection options
+
+PG_MODULES = ("pg_dump_partial", "pg_inspect", "pg_restore_backup", "pg_migration_rollback")
+
+
+def test_the_connection_options_are_documented_once_and_specified_once() -> None:
+    documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    assert set(documented) == set(pg_common.LOGIN_ARGUMENT_SPEC)
+    for option, spec in pg_common.LOGIN_ARGUMENT_SPEC.items():
+        assert {key: documented[option].get(key) for key in spec} == spec, option
+    for name in PG_MODULES:
+        module = _load(name)
+        doc = yaml.safe_load(module.DOCUMENTATION)
+        assert doc["extends_documentation_fragment"] == ["runbook.ops.postgres"], name
+        assert not set(doc["options"]) & set(documented), name
+        assert module.LOGIN_ARGUMENT_SPEC is pg_common.LOGIN_ARGUMENT_SPEC
+
+
+class FakeAnsibleModule:
+    def __init__(self, argument_spec: dict[str, Any], supports_check_mode: bool) -> None:
+        self.params = {name: spec.get("default") for name, spec in argument_spec.items()}
+        self.check_mode = supports_check_mode
+        self.exited: dict[str, Any] | None = None
+
+    def exit_json(self, **result: Any) -> None:
+        self.exited = dict(result, failed=False)
+        raise SystemExit(0)
+
+    def fail_json(self, **result: Any) -> None:
+        self.exited = dict(result, failed=True)
+        raise SystemExit(1)
+
+
+def _exit_with(action: Any) -> dict[str, Any]:
+    made: list[FakeAnsibleModule] = []
+
+    def factory(**kwargs: Any) -> FakeAnsibleModule:
+        made.append(FakeAnsibleModule(**kwargs))
+        return made[-1]
+
+    with pytest.raises(SystemExit):
+        pg_common.exit_module(factory, action, dict(pg_common.LOGIN_ARGUMENT_SPEC, database=dict(type="str")))
+    assert made[0].exited is not None
+    return made[0].exited
+
+
+def test_a_module_exits_with_its_result_or_fails_with_the_message() -> None:
+    def ok(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        return {"changed": False, "port": params["login_port"], "check_mode": check_mode}
+
+    def refused(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        raise pg_common.ModuleFailure("no down script", pending=["0004_x"])
+
+    def tool_failed(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        raise pg_common.PgError("psql failed (exit 2): could not connect")
+
+    assert _exit_with(ok) == {"changed": False, "port": 5432, "check_mode": True, "failed": False}
+    assert _exit_with(refused) == {"msg": "no down script", "pending": ["0004_x"], "failed": True}
+    assert _exit_with(tool_failed) == {"msg": "psql failed (exit 2): could not connect", "failed": True}
+
+
+# ------------------------------------------------------------ PostgreSQL restores: rows counted as the backup does
+
+restore_mod = _load("pg_restore_backup")
+
+
+class CountingClient:
+    """A PgClient that answers every count with 1700: what count(*) of a parent with its children says."""
+
+    def __init__(self) -> None:
+        self.sql: list[str] = []
+
+    def psql(self, database: str, sql: str, what: str | None = None) -> str:
+        self.sql.append(sql)
+        return "1700\n"
+
+
+def test_a_restore_counts_each_tables_own_rows_as_the_manifest_does() -> None:
+    """The manifest counts a table's COPY data: a parent's own rows, all of them. Every count of the restore is
+    of those too - ONLY the table (not its inheritance children), with row security off (as pg_dump reads)."""
+    assert "FROM ONLY %I.%I" in pg_common.COUNTS_SQL and pg_common.COUNTS_SQL.startswith("SET row_security = off;")
+    client = CountingClient()
+    counter = restore_mod.LoadedTableCounter(client, "zoo__restore_x", [(10, "public", "parent"), (11, "S & Co", "T")])
+    counter.line("pg_restore: finished item 10 TABLE DATA parent")
+    counter.line("pg_restore: finished item 11 TABLE DATA S & Co T")
+    assert counter.finish() == {"public.parent": 1700, '"S & Co"."T"': 1700}
+    assert [sql.splitlines()[-2:] for sql in client.sql] == [
+        ["SET row_security = off;", 'SELECT count(*) FROM ONLY "public"."parent";'],
+        ["SET row_security = off;", 'SELECT count(*) FROM ONLY "S & Co"."T";'],
+    ]
+    head, tail = restore_mod.table_load_sql(
+        ["parent", '"S & Co"."T"'], {"public.parent": 1000, '"S & Co"."T"': 5}, "9s"
+    )
+    assert head.splitlines() == [
+        "SET lock_timeout = '9s';",
+        "SET row_security = off;",
+        "BEGIN;",
+        'TRUNCATE ONLY "public"."parent", "S & Co"."T";',
+    ]
+    assert 'SELECT count(*) FROM ONLY "public"."parent" INTO n;\n  IF n <> 1000 ' in tail
+    assert 'SELECT count(*) FROM ONLY "S & Co"."T" INTO n;\n  IF n <> 5 ' in tail
+
+
+# ------------------------------------------------------------------------------------------ step intents
+
+intents_mod = _load("step_intent")
+
+
+def test_an_intent_is_kept_by_run_and_step_the_first_resolution_wins(tmp_path: Path) -> None:
+    base = {"run_id": "rb-1", "step_id": "rollback", "dir": str(tmp_path / "intents")}
+    assert intents_mod.run(dict(base, action="get")) == {"changed": False, "key": "rb-1.rollback", "found": False,
+                                                         "intent": {}}
+    first = intents_mod.run(dict(base, action="record", data={"target": "v1"}))
+    assert first["intent"] == {"target": "v1"} and first["runbook_intent"] == {"target": "v1", "key": "rb-1.rollback"}
+    again = intents_mod.run(dict(base, action="record", data={"target": "v0", "before": "v2"}))
+    assert again["found"] and again["intent"] == {"target": "v1", "before": "v2"}
+    updated = intents_mod.run(dict(base, action="update", data={"before": "v3"}))
+    assert updated["intent"] == {"target": "v1", "before": "v3"}
+    assert intents_mod.run(dict(base, action="get"))["intent"] == {"target": "v1", "before": "v3"}
+    dry = intents_mod.run(dict(base, step_id="other", action="record", data={"x": 1}), check_mode=True)
+    assert dry["intent"] == {"x": 1} and "runbook_intent" not in dry
+    assert sorted(p.name for p in (tmp_path / "intents").glob("*.json")) == ["rb-1.rollback.json"]
+
+
+def test_outside_a_run_no_intent_is_kept(tmp_path: Path) -> None:
+    result = intents_mod.run({"run_id": "", "step_id": "rollback", "action": "record", "data": {"a": 1},
+                              "dir": str(tmp_path)})
+    assert result == {"changed": False, "key": "", "found": False, "intent": {}} and not list(tmp_path.iterdir())

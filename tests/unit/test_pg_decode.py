@@ -210,6 +210,32 @@ def test_the_toc_listing_is_parsed_and_names_with_spaces_fall_back(tmp_path: Pat
     assert pg_decode.toc_table_data("x") is None
 
 
+def test_names_with_spaces_are_told_apart_by_the_tables_the_archive_holds(monkeypatch: Any) -> None:
+    listing = (
+        "3356; 0 16387 TABLE DATA Sales & Co Order Lines lab\n"
+        "3357; 0 16390 TABLE DATA public parent the owner\n"
+        "3358; 0 16398 TABLE DATA public wallet lab\n"
+    )
+
+    class Done:
+        returncode = 0
+
+        def communicate(self) -> tuple[bytes, bytes]:
+            return listing.encode(), b""
+
+    monkeypatch.setattr(pg_decode.subprocess, "Popen", lambda *a, **k: Done())
+    known = {'"Sales & Co"."Order Lines"', "public.parent", "public.wallet"}
+    assert pg_decode.toc_table_data("x", known=known) == [
+        (3356, "Sales & Co", "Order Lines"),
+        (3357, "public", "parent"),
+        (3358, "public", "wallet"),
+    ]
+    assert pg_decode.toc_table_data("x", known=known - {"public.parent"}) is None  # nothing names that line
+    listing += "3359; 0 16400 TABLE DATA a b c lab\n"  # schema "a b" table c, or schema a table "b c"?
+    assert pg_decode.toc_table_data("x", known=known | {'"a b".c', 'a."b c"'}) is None
+    assert pg_decode.toc_table_data("x", known=known | {'a."b c"'})[-1] == (3359, "a", "b c")
+
+
 def test_zlib_multi_member_streams_are_read_to_the_end(tmp_path: Path) -> None:
     body = _table_data(100)
     half = len(body) // 2

@@ -5,9 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
+from runner import api
 from runner.engine.planning import describe_step, describe_steps
 from runner.language.loader import load_runbook
+from runner.language.params import resolve
 from runner.language.role_specs import find_role
+from runner.paths import INVENTORIES_DIR, RUNBOOKS_DIR
 
 
 def test_role_with_a_changes_sentence(fixtures: Path, roles_paths: list[Path]) -> None:
@@ -24,7 +29,8 @@ def test_default_sentence_names_role_and_options_and_masks_secrets(fixtures: Pat
     assert text["snapshot"] == (
         "runs role demo_role: A role used by the unit tests (database=shop, jobs=2, password=********)"
     )
-    assert "{{ steps.snapshot.database }}" in text["restore"]  # outputs are only known at run time
+    assert "database=<steps.snapshot.database>" in text["restore"]  # outputs are only known at run time
+    assert all("{{" not in t for t in text.values())
     assert all("CANARY" not in t for t in text.values())
 
 
@@ -48,3 +54,28 @@ def test_unknown_role() -> None:
     from runner.language.model import Step
 
     assert describe_step(Step(id="a", uses="gone", hosts="db"), None) == "runs role gone (not found)"
+
+
+def test_plan_resolves_option_values_and_questions_with_params_and_inventory(roles_paths: list[Path]) -> None:
+    runbook = load_runbook(RUNBOOKS_DIR / "postgres-restore.yml", roles_paths)
+    params = resolve(runbook, {"mode": "in_place", "db_password": "S3CRET-pw"})
+    plan = api.plan(runbook, INVENTORIES_DIR / "lab" / "hosts.yml", None, roles_paths, params)
+    rows = {row.step_id: row for row in plan.rows}
+    assert rows["restore"].confirm == "Replace the whole database of shop with backup latest (in_place)?"
+    restore = rows["restore"].changes
+    for shown in ("mode=in_place", "database=shop", "login_host=127.0.10.21", "login_port=5432", "login_user=lab"):
+        assert shown in restore, restore
+    assert "login_password=********" in restore
+    assert all("{{" not in row.changes and "S3CRET" not in row.changes for row in plan.rows)
+
+
+def test_plan_prints_the_question_the_run_will_ask(
+    roles_paths: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runner import cli
+
+    argv = ["plan", str(RUNBOOKS_DIR / "data-rollback.yml"), "-i", str(INVENTORIES_DIR / "lab" / "hosts.yml")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "confirm: Replace database shop with backup latest (swap)?" in out
+    assert "{{" not in out

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from runner.engine.render import extra_vars_text, render_project
+from runner.engine.render import extra_vars_text, module_timeout_s, render_project
 from runner.language.loader import load_runbook
 from runner.language.params import parse_assignments, resolve
+from runner.paths import COLLECTIONS_DIR
 
 HOSTILE = "{{ lookup('pipe','id') }}; x; rm -rf /"
 
@@ -86,3 +87,26 @@ def test_rendered_project_passes_ansible_syntax_check(
             check=False,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_step_timeout_reaches_the_host_work_modules_before_ansibles_own(
+    fixtures: Path, roles_paths: list[Path]
+) -> None:
+    """Ansible's task timeout only stops the waiting: the collection's long modules get a deadline of their own, a
+    little earlier, so they end their work on the host and say what they left while Ansible still listens."""
+    runbook = load_runbook(fixtures / "valid" / "full.yml", roles_paths)
+    snapshot, restore = yaml.safe_load(render_project(runbook, roles_paths).files["main.yml"])
+    assert snapshot["module_defaults"] == {"group/runbook.ops.host_work": {"runbook_timeout": 570.0}}
+    assert "module_defaults" not in restore  # no timeout: no deadline
+    for play in (snapshot, restore):  # every process a step starts on a host is marked with the run and the host
+        assert play["environment"] == {
+            "RUNBOOK_WORK": "{{ runbook_run_id | default('') }}",
+            "RUNBOOK_WORK_HOST": "{{ inventory_hostname }}",
+        }
+    assert [(t, module_timeout_s(t)) for t in (1, 2, 10, 60, 3600)] == [
+        (1, 0.5), (2, 1.0), (10, 8.0), (60, 48.0), (3600, 3570.0),
+    ]  # fmt: skip
+    runtime = yaml.safe_load((COLLECTIONS_DIR / "ansible_collections/runbook/ops/meta/runtime.yml").read_text())
+    assert set(runtime["action_groups"]["host_work"]) == {
+        "container_swap", "http_check", "pg_dump_partial", "pg_restore_backup",
+    }  # fmt: skip

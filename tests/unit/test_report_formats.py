@@ -15,8 +15,10 @@ import pytest
 
 from runner import api
 from runner.engine.runflow import RunOptions
+from runner.errors import InvalidInput
 from runner.paths import SCHEMAS_DIR
 from runner.records import formats
+from runner.records.model import Report, RunStatus
 from runner.records.report import render_markdown, write_report
 
 SCHEMA = json.loads((SCHEMAS_DIR / "report.schema.json").read_text(encoding="utf-8"))
@@ -104,6 +106,13 @@ def make_report(status: str = "rolled_back") -> dict[str, Any]:
             }
         ],
         "data_check": "db: no rows lost",
+        "data_check_detail": [
+            {
+                "step": "snapshot",
+                "host": "db",
+                "tables": [{"table": "orders", "rows_before": 3, "rows_after": 3, "rows_lost": 0}],
+            }
+        ],
         "notifications": [
             {"kind": "webhook", "target": "https://hooks.example/********", "ok": True, "error": "", "attempts": 1}
         ],
@@ -334,6 +343,7 @@ def test_markdown_keeps_the_seed_sections() -> None:
     assert "- [x] Data check: db: no rows lost" in md
     lost = make_report()
     lost["data_check"] = "db: rows lost {'orders': 3}"
+    lost["data_check_detail"][0]["tables"][0].update(rows_after=0, rows_lost=3)
     assert "- [ ] Data check: db: rows lost" in render_markdown(lost)
 
 
@@ -350,6 +360,65 @@ def test_write_all_writes_atomically(tmp_path: Path) -> None:
     formats.write_all(report, tmp_path / "out")
     assert 'data-status="failed"' in written["html"].read_text()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["junit.xml", "report.html"]
+
+
+# ---------------------------------------------------------------- the typed record
+
+
+@pytest.mark.parametrize("status", ["succeeded", "rolled_back", "failed", "interrupted"])
+def test_report_json_round_trips_through_the_typed_record(status: str) -> None:
+    report = make_report(status)
+    report["resumed_from"] = None
+    report["lock"] = {"name": "host", "hosts": ["app1"], "taken_over": {}, "held_by": {"app2": None}}
+    typed = Report.from_dict(report)
+    assert typed.status is RunStatus(status)
+    assert typed.to_json() == report
+    assert Report.from_json(json.dumps(typed.to_json())) == typed
+    assert errors(typed.to_json()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{", "not a readable run report"),
+        ("[1, 2]", "it holds an array, not an object"),
+        ('{"run_id": "r", "duration_s": NaN}', "NaN is not a number JSON allows"),
+        ('{"run_id": "r", "budget_s": Infinity}', "Infinity is not a number JSON allows"),
+        ('{"steps": []}', "run_id is missing"),
+        ('{"run_id": "r", "steps": [{"id": "a", "status": "exploded"}]}', "steps[0].status is 'exploded'"),
+        ('{"run_id": "r", "hosts": []}', "hosts must be an object, not an array"),
+        ('{"run_id": "r", "on_failure": {"ran": "yes"}}', "on_failure.ran must be true or false"),
+    ],
+)
+def test_a_file_that_is_not_a_run_report_is_refused(text: str, expected: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Report.from_json(text, source="runs/r/report.json")
+    assert expected in str(caught.value) and "runs/r/report.json" in str(caught.value)
+
+
+def test_runbook_report_refuses_a_broken_report_json(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "broken-run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.json").write_text("[]")
+    with pytest.raises(InvalidInput, match="not a run report"):
+        api.report("broken-run", tmp_path, "md")
+
+
+def test_data_check_of_a_report_written_before_data_check_detail() -> None:
+    report = make_report()
+    del report["data_check_detail"]
+    report["outputs"]["restore@db"] = {"rows_before": {"orders": 4, "users": 2}, "rows_after": {"orders": 1}}
+    check = Report.from_dict(report).data_check
+    assert check.rows_lost and check.summary == "db: rows lost {'orders': 3, 'users': 2}"
+    assert "- [ ] Data check: db: rows lost {'orders': 3, 'users': 2}" in render_markdown(report)
+
+
+def test_report_files_are_written_private(tmp_path: Path) -> None:
+    write_report(make_report(), tmp_path)
+    formats.write_all(make_report(), tmp_path)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == dict.fromkeys(
+        ["junit.xml", "report.html", "report.json", "report.md"], 0o600
+    )
 
 
 # ---------------------------------------------------------------- one real run (local connection, no lab)

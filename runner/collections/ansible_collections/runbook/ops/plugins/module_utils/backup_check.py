@@ -131,44 +131,11 @@ def verify(params):
         data_path = os.path.join(directory, manifest["data"])
         result["path"] = data_path
         result["format"] = manifest["format"]
-        for entry in manifest["files"]:
-            if not os.path.isfile(os.path.join(directory, entry["path"])):
-                raise Refused("files", "%s is missing" % os.path.join(directory, entry["path"]))
-        passed("files", "%d present" % len(manifest["files"]))
-        for entry in manifest["files"]:
-            full = os.path.join(directory, entry["path"])
-            size = os.path.getsize(full)
-            want = int(entry["size"])
-            if size != want:
-                if size == 0:
-                    why = "is empty (0 bytes; the manifest says %d)" % want
-                elif size < want:
-                    why = "is truncated (%d of %d bytes, %.0f%%)" % (size, want, 100.0 * size / want)
-                else:
-                    why = "has %d bytes; the manifest says %d" % (size, want)
-                raise Refused("size", "%s %s" % (full, why))
-        passed("size", "%d bytes as recorded" % sum(int(e["size"]) for e in manifest["files"]))
-        for entry in manifest["files"]:
-            full = os.path.join(directory, entry["path"])
-            if sha256_file(full) != entry["sha256"]:
-                raise Refused("sha256", "%s does not match its recorded sha256 (corrupted)" % full)
-        passed("sha256", manifest.get("sha256", ""))
+        _file_checks(directory, manifest, passed)
         if params.get("decode", True):
             _decode_checks(params, kind, manifest, data_path, result, passed)
-        wanted = params.get("tables") or []
-        if wanted and kind == "postgres":
-            have = set(manifest.get("tables") or {})
-            missing = []
-            for table in wanted:
-                try:
-                    key = display_name(*parse_qualified(table))
-                except ValueError as exc:
-                    raise Refused("tables", str(exc))
-                if key not in have:
-                    missing.append(table)
-            if missing:
-                raise Refused("tables", "backup %s has no table %s" % (name, ", ".join(missing)))
-            passed("tables", ", ".join(wanted))
+        if kind == "postgres":
+            _table_check(params.get("tables") or [], manifest, name, passed)
         result["ok"] = True
         result["msg"] = "backup %s verified (%s)" % (name, ", ".join(c["name"] for c in checks))
         return result
@@ -176,6 +143,50 @@ def verify(params):
         checks.append({"name": exc.check, "ok": False, "detail": exc.detail})
         exc.result = result
         raise
+
+
+def _file_checks(directory, manifest, passed):
+    """files, size and sha256: every file of the manifest is there, whole and unchanged."""
+    for entry in manifest["files"]:
+        if not os.path.isfile(os.path.join(directory, entry["path"])):
+            raise Refused("files", "%s is missing" % os.path.join(directory, entry["path"]))
+    passed("files", "%d present" % len(manifest["files"]))
+    for entry in manifest["files"]:
+        full = os.path.join(directory, entry["path"])
+        size = os.path.getsize(full)
+        want = int(entry["size"])
+        if size != want:
+            if size == 0:
+                why = "is empty (0 bytes; the manifest says %d)" % want
+            elif size < want:
+                why = "is truncated (%d of %d bytes, %.0f%%)" % (size, want, 100.0 * size / want)
+            else:
+                why = "has %d bytes; the manifest says %d" % (size, want)
+            raise Refused("size", "%s %s" % (full, why))
+    passed("size", "%d bytes as recorded" % sum(int(e["size"]) for e in manifest["files"]))
+    for entry in manifest["files"]:
+        full = os.path.join(directory, entry["path"])
+        if sha256_file(full) != entry["sha256"]:
+            raise Refused("sha256", "%s does not match its recorded sha256 (corrupted)" % full)
+    passed("sha256", manifest.get("sha256", ""))
+
+
+def _table_check(wanted, manifest, name, passed):
+    """tables: the tables asked for are in the backup."""
+    if not wanted:
+        return
+    have = set(manifest.get("tables") or {})
+    missing = []
+    for table in wanted:
+        try:
+            key = display_name(*parse_qualified(table))
+        except ValueError as exc:
+            raise Refused("tables", str(exc))
+        if key not in have:
+            missing.append(table)
+    if missing:
+        raise Refused("tables", "backup %s has no table %s" % (name, ", ".join(missing)))
+    passed("tables", ", ".join(wanted))
 
 
 def _decoded(path, bin_dir):

@@ -4,8 +4,8 @@
 """Backup file helpers shared by the runbook.ops backup modules, on the Python standard library.
 
 A backup is written as <name>.<ext>.partial, fsynced, then renamed to <name>.<ext> next to its
-<name>.manifest.json (written through .tmp, fsync, rename, fsync of the directory); markers such as .latest
-hold a backup name. Also here: sha256 of a file and of a multi-file listing, and the names of a backup's pieces.
+<name>.manifest.json (written through the one writer, module_utils/safe_files: never through a link); markers
+such as .latest hold a backup name. Also here: sha256 of a file and of a multi-file listing, and the names of a backup's pieces.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,16 +16,15 @@ import hashlib
 import os
 import re
 
+from ansible_collections.runbook.ops.plugins.module_utils.safe_files import write_file
+
 CHUNK = 1024 * 1024
 
 
 def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while True:
-            block = handle.read(CHUNK)
-            if not block:
-                break
+        for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
@@ -68,19 +67,8 @@ def listing_digest(entries):
 
 
 def write_atomic(path, data):
-    """Write bytes to path through path.tmp: fsync, rename, fsync the directory."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    fsync_path(os.path.dirname(path) or ".")
+    """A manifest or marker, owner only like the backups beside it, through the one writer (a link is refused)."""
+    write_file(path, data, mode=0o600)
 
 
 def safe_file_part(text):

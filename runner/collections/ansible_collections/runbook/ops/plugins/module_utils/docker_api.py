@@ -141,23 +141,22 @@ class DockerClient:
     def version(self):
         return self.request("GET", "/version")
 
-    def inspect_container(self, name):
-        """The container's inspect document, or None when there is no such container."""
+    def _found(self, path):
+        """GET path; None when the engine answers 404 (no such object)."""
         try:
-            return self.request("GET", "/containers/%s/json" % quote(name, safe=""))
+            return self.request("GET", path)
         except DockerError as exc:
             if exc.status == 404:
                 return None
             raise
 
+    def inspect_container(self, name):
+        """The container's inspect document, or None when there is no such container."""
+        return self._found("/containers/%s/json" % quote(name, safe=""))
+
     def inspect_image(self, ref):
         """The image's inspect document, or None when the engine does not have it."""
-        try:
-            return self.request("GET", "/images/%s/json" % quote(ref, safe=":@/"))
-        except DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._found("/images/%s/json" % quote(ref, safe=":@/"))
 
     def logs(self, container_id, tail=20):
         """The last lines of a container's stdout/stderr (demultiplexed when the container has no TTY)."""

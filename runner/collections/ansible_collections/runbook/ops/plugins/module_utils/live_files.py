@@ -11,7 +11,7 @@ __metaclass__ = type
 import os
 import subprocess
 
-from ansible_collections.runbook.ops.plugins.module_utils.backup_files import write_atomic
+from ansible_collections.runbook.ops.plugins.module_utils.safe_files import ensure_dir, write_file
 
 
 def run_command(argv):
@@ -24,14 +24,9 @@ def run_command(argv):
 
 
 def put_file(path, data, mode, uid=None, gid=None):
-    """Replace a live file atomically (tmp, fsync, rename) with its mode and, when given and allowed, owner."""
+    """Replace a live file through the one writer (never through a link): its mode and, when given and allowed,
+    owner (else the replaced file's owner); a missing directory is made 0755."""
     parent = os.path.dirname(path)
     if parent and not os.path.isdir(parent):
-        os.makedirs(parent, 0o755)
-    write_atomic(path, data)
-    os.chmod(path, mode)
-    if uid is not None and gid is not None:
-        try:
-            os.chown(path, uid, gid)
-        except OSError:
-            pass  # not root: the file keeps this user's ownership
+        ensure_dir(parent, 0o755)
+    write_file(path, data, mode, uid, gid)

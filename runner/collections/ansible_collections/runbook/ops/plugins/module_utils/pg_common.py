@@ -6,7 +6,9 @@
 The managed hosts have no psycopg2, so everything goes through the client tools (psql, pg_dump, pg_restore) run
 by PgClient. The password reaches libpq through a password file that exists only in memory (memfd, passed as
 PGPASSFILE=/proc/self/fd/N): never in argv, never in the environment, never on disk. Also here: identifier and
-literal quoting, schema.table parsing and display, tool versions, UTC stamps and exact per-table row counts.
+literal quoting, schema.table parsing and display, tool versions, UTC stamps and exact per-table row counts, and
+the connection options every PostgreSQL module takes (LOGIN_ARGUMENT_SPEC, documented once in
+doc_fragments/postgres.py) with the way a module exits.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,9 +23,92 @@ import shutil
 import subprocess
 import tempfile
 
+from ansible_collections.runbook.ops.plugins.module_utils.host_work import tracked_popen, start_work
+
 
 class PgError(Exception):
     """A PostgreSQL client tool failed; the message says which one and why."""
+
+
+class ModuleFailure(Exception):
+    """The module fails with this message and these fields of its result."""
+
+    def __init__(self, message, **extra):
+        Exception.__init__(self, message)
+        self.extra = extra
+
+
+LOGIN_ARGUMENT_SPEC = dict(
+    login_host=dict(type="str", default=""),
+    login_port=dict(type="int", default=5432),
+    login_user=dict(type="str", default=""),
+    login_password=dict(type="str", default="", no_log=True),
+    bin_dir=dict(type="str", default=""),
+)
+
+
+def exit_module(ansible_module, action, argument_spec, name="runbook.ops"):
+    """Run action(params, check_mode) as an Ansible module (check mode supported) with these options, and exit
+    with its result, or fail with the error's message. The module passes its AnsibleModule class: these helpers
+    stay importable without Ansible. Its work on the host (module_utils/host_work) ends with it, at its
+    runbook_timeout or when the run that started it is gone; a failure then says so (and `stopped` why)."""
+    module = ansible_module(argument_spec=argument_spec, supports_check_mode=True)
+    work = start_work(name, module.params)
+
+    def fail(message, extra):
+        message = work.explain(message)
+        if work.stopped:
+            end_lost_sessions(PgClient.from_params(module.params), work.started)
+        work.finish(True, message)
+        module.fail_json(msg=message, **(dict(extra, stopped=work.reason) if work.stopped else extra))
+
+    try:
+        result = action(module.params, check_mode=module.check_mode)
+    except ModuleFailure as exc:
+        fail(str(exc), exc.extra)
+    except (PgError, ValueError, OSError) as exc:
+        fail(str(exc), {})
+    work.finish(False, str(result.get("msg") or ""))
+    module.exit_json(**result)
+
+
+# The server sessions of this host's `runbook` clients, started since a moment (epoch seconds).
+SESSIONS_SQL = """SELECT coalesce(json_agg(json_build_array(pid, client_port)), '[]') FROM pg_stat_activity
+WHERE application_name = 'runbook' AND client_addr = inet_client_addr() AND pid <> pg_backend_pid()
+  AND backend_start >= to_timestamp(%d);
+"""
+
+
+def established_ports(tables=("/proc/net/tcp", "/proc/net/tcp6")):
+    """Local ports of this host's established TCP connections."""
+    ports = set()
+    for table in tables:
+        try:
+            with open(table) as handle:
+                lines = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for fields in (line.split() for line in lines):
+            if len(fields) > 3 and fields[3] == "01":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def end_lost_sessions(client, since, database="postgres"):
+    """After a module's work was stopped, end the server sessions its ended clients left behind (a pg_dump waiting
+    on a lock, an index build): sessions from this host's address, started since the module did, whose client
+    port no connection on this host has any more. Clients on a unix socket cannot be told apart: left alone.
+    Best effort; the pids ended."""
+    try:
+        rows = client.query_json(database, SESSIONS_SQL % int(since), what="sessions left by the stopped work") or []
+        alive = established_ports()
+        lost = sorted(int(pid) for pid, port in rows if port is not None and int(port) not in alive)
+        if lost:
+            client.psql(database, "SELECT pg_terminate_backend(pid) FROM unnest(ARRAY[%s]) pid;"
+                        % ", ".join(str(pid) for pid in lost), what="end of the sessions left")
+    except (PgError, ValueError, TypeError):
+        return []
+    return lost
 
 
 def quote_ident(name):
@@ -106,6 +191,12 @@ class PgClient(object):
         self.bin_dir = bin_dir or ""
         self.connect_timeout = int(connect_timeout or 10)
 
+    @classmethod
+    def from_params(cls, params):
+        """The client for a module's LOGIN_ARGUMENT_SPEC options."""
+        return cls(params.get("login_host"), params.get("login_port"), params.get("login_user"),
+                   params.get("login_password"), params.get("bin_dir"))
+
     def tool(self, name):
         return os.path.join(self.bin_dir, name) if self.bin_dir else name
 
@@ -154,7 +245,7 @@ class PgClient(object):
             fd, path, tmpdir = self._passfile()
             env["PGPASSFILE"] = path
         try:
-            proc = subprocess.Popen(argv, env=env, pass_fds=(fd,) if fd is not None else (), **kwargs)
+            proc = tracked_popen(argv, env=env, pass_fds=(fd,) if fd is not None else (), **kwargs)
         except OSError as exc:
             self._drop_secret(fd, tmpdir)
             raise PgError("cannot run %s: %s" % (argv[0], exc))
@@ -230,9 +321,15 @@ WHERE c.relkind = 'r'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'"""
 
-COUNTS_SQL = """BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+# A table's rows counted as pg_dump's COPY of it holds them (and so as a backup's manifest counts them): its own
+# rows only (ONLY - not those of its inheritance children), and all of them (row_security off, as pg_dump sets
+# it: where a policy would hide rows, the count fails instead of coming out short).
+ALL_ROWS = "SET row_security = off;\n"
+COUNT_OWN_ROWS = "SELECT count(*) FROM ONLY %s"
+
+COUNTS_SQL = ALL_ROWS + """BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT coalesce(json_agg(json_build_array(t.nspname, t.relname,
-  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %%I.%%I', t.nspname, t.relname),
+  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM ONLY %%I.%%I', t.nspname, t.relname),
                                        false, true, '')))[1]::text::bigint) ORDER BY t.nspname, t.relname), '[]')
 FROM (%s) t;
 COMMIT;
@@ -240,7 +337,7 @@ COMMIT;
 
 
 def count_rows(client, database, settings=""):
-    """Exact row count of every table holding rows (as pg_dump dumps them), in one snapshot. `settings`: SQL run
-    first in the session (SET ...)."""
+    """Exact row count of every table holding rows, each as its data in a pg_dump (ALL_ROWS, COUNT_OWN_ROWS), in
+    one snapshot. `settings`: SQL run first in the session (SET ...)."""
     rows = client.query_json(database, settings + COUNTS_SQL, what="row counts of %s" % database) or []
     return dict((display_name(schema, name), int(count)) for schema, name, count in rows)

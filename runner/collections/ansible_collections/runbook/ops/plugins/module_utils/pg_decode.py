@@ -25,6 +25,7 @@ import threading
 import time
 import zlib
 
+from ansible_collections.runbook.ops.plugins.module_utils.host_work import tracked_popen
 from ansible_collections.runbook.ops.plugins.module_utils.pg_common import display_name, parse_qualified, tail
 
 CHUNK = 1024 * 1024
@@ -134,10 +135,7 @@ class CopyRowCounter(object):
 
 def count_copy_rows(stream):
     counter = CopyRowCounter()
-    while True:
-        block = stream.read(CHUNK)
-        if not block:
-            break
+    for block in iter(lambda: stream.read(CHUNK), b""):
         counter.feed(block)
     return counter.close()
 
@@ -151,8 +149,8 @@ def decode_postgres(path, bin_dir=""):
     env = dict(os.environ, LC_ALL="C")
     with tempfile.TemporaryFile() as errfile:
         try:
-            proc = subprocess.Popen([pg_restore_tool(bin_dir), "-f", "-", path], stdout=subprocess.PIPE,
-                                    stderr=errfile, stdin=subprocess.DEVNULL, env=env)
+            proc = tracked_popen([pg_restore_tool(bin_dir), "-f", "-", path], stdout=subprocess.PIPE,
+                                   stderr=errfile, stdin=subprocess.DEVNULL, env=env)
         except OSError as exc:
             raise DecodeError("cannot run pg_restore: %s" % exc)
         try:
@@ -324,11 +322,26 @@ class DirectoryFollower(object):
         return self.files
 
 
-def toc_table_data(path, bin_dir=""):
+def toc_names(words, known):
+    """(schema, name) of the '<schema> <name> <owner>' words of a TOC line, or None when they are ambiguous.
+    pg_restore --list prints names unquoted, so names with spaces are told apart by the tables (display names)
+    the caller knows the archive holds: exactly one way of splitting the words must name one of them."""
+    if len(words) == 3:
+        return words[0], words[1]
+    found = set()
+    for i in range(1, len(words) - 1):
+        for j in range(i + 1, len(words)):
+            schema, name = " ".join(words[:i]), " ".join(words[i:j])
+            if display_name(schema, name) in known:
+                found.add((schema, name))
+    return found.pop() if len(found) == 1 else None
+
+
+def toc_table_data(path, bin_dir="", known=()):
     """(dumpId, schema, name) of every TABLE DATA entry of an archive's TOC, or None when a line is ambiguous
-    (a name with spaces: pg_restore --list prints names unquoted)."""
-    proc = subprocess.Popen([pg_restore_tool(bin_dir), "--list", path], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ, LC_ALL="C"))
+    (see toc_names; `known`: display names of the archive's tables, e.g. from its manifest)."""
+    proc = tracked_popen([pg_restore_tool(bin_dir), "--list", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=dict(os.environ, LC_ALL="C"))
     out, err = proc.communicate()
     if proc.returncode != 0:
         raise DecodeError("pg_restore cannot read the TOC of %s (exit %d): %s" % (
@@ -338,10 +351,10 @@ def toc_table_data(path, bin_dir=""):
         match = TOC_TABLE_DATA.match(line)
         if not match:
             continue
-        words = match.group(2).split(" ")
-        if len(words) != 3:
+        names = toc_names(match.group(2).split(" "), known)
+        if names is None:
             return None
-        entries.append((int(match.group(1)), words[0], words[1]))
+        entries.append((int(match.group(1)),) + names)
     return entries
 
 

@@ -64,6 +64,22 @@ from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
     LATEST_MARKER, MANIFEST_VERSION, backup_paths, data_files, fsync_path, fsync_tree, listing_digest, marker_path,
     sha256_file, write_atomic,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.safe_files import check_target, set_mode_of
+
+
+def file_entries(partial, rel_data):
+    """{path, size, sha256} of every data file, named as they will be once the .partial is renamed."""
+    entries = []
+    for full in data_files(partial):
+        rel = os.path.relpath(full, partial)
+        rel = rel_data if rel == "." else os.path.join(rel_data, rel)
+        entries.append({"path": rel, "size": os.path.getsize(full), "sha256": sha256_file(full)})
+    return entries
+
+
+def seconds_since(started, finished):
+    t0 = datetime.datetime.strptime(started, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return round((finished - t0).total_seconds(), 3)
 
 
 def finalize(params, check_mode=False):
@@ -86,14 +102,12 @@ def finalize(params, check_mode=False):
         raise ValueError("backup %s already exists in %s" % (name, directory))
     if not os.path.lexists(paths["partial"]):
         raise ValueError("%s is missing: nothing to finalize" % paths["partial"])
+    for target in [paths["manifest"]] + ([marker] if result["latest"] else []):
+        check_target(target)  # a planted link is refused before the backup is renamed
     for full in data_files(paths["partial"]):
-        os.chmod(full, 0o600)  # backups hold the data: owner only, like the 0700 directory they are in
+        set_mode_of(full, 0o600)  # backups hold the data: owner only, like the 0700 directory they are in
     fsync_tree(paths["partial"])
-    entries = []
-    for full in data_files(paths["partial"]):
-        rel = os.path.relpath(full, paths["partial"])
-        rel = rel_data if rel == "." else os.path.join(rel_data, rel)
-        entries.append({"path": rel, "size": os.path.getsize(full), "sha256": sha256_file(full)})
+    entries = file_entries(paths["partial"], rel_data)
     if not entries or sum(e["size"] for e in entries) == 0:
         raise ValueError("%s is empty: nothing to finalize" % paths["partial"])
     os.rename(paths["partial"], paths["data"])
@@ -114,11 +128,9 @@ def finalize(params, check_mode=False):
         "files": entries,
         "finished": finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     })
-    started = manifest.get("started")
-    if started:
+    if manifest.get("started"):
         try:
-            t0 = datetime.datetime.strptime(started, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
-            manifest["duration_s"] = round((finished - t0).total_seconds(), 3)
+            manifest["duration_s"] = seconds_since(manifest["started"], finished)
         except ValueError:
             pass
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"

@@ -81,6 +81,7 @@ except ImportError:  # imported as a plain library on a host (drills, tests): st
 from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
     PARTIAL_SUFFIX, backup_paths, fsync_path, safe_file_part,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.safe_files import check_dir
 
 
 MIN_TOOLS = (100, 3, 0)  # --config appeared in MongoDB Database Tools 100.3.0
@@ -222,6 +223,7 @@ def dump(params, check_mode=False):
     if check_mode:
         result["msg"] = "would dump %s into %s" % (params["database"], paths["partial"])
         return result
+    check_dir(directory)  # a link planted for the backup directory would send the dump elsewhere
     for path in stale:
         os.unlink(path)
     t0 = time.time()

@@ -27,6 +27,7 @@ description:
     newest snapshot whose files differ from the current ones, the undo of the last change - or a version id.
   - The newest known-good snapshot is never pruned.
   - Check mode says what would be snapshotted or restored and writes nothing.
+  - One snapshot or restore of a set runs at a time on a host (an exclusive lock in O(dir)).
 version_added: "0.1.0"
 author: runbook-runner maintainers
 options:
@@ -41,6 +42,24 @@ options:
   validate_command: {description: Command (argv) that must succeed with the restored files in place, before activation; empty for none., type: list, elements: str, default: []}
   activate_command: {description: Command (argv) that makes the service load the files; empty for none., type: list, elements: str, default: []}
   run_id: {description: Run id recorded in the manifest., type: str, default: ""}
+  prepare:
+    description:
+      - Restore - choose the snapshot and take the safety snapshot of the current files, and write nothing live;
+        returns what the restore does (C(version), C(version_before), C(changed)). The config_restore role records
+        that as the step's intent, then restores with O(version) and O(version_before) from it, so the step re-run
+        after the control node died restores the same snapshot instead of resolving C(previous) again.
+    type: bool
+    default: false
+  version_before:
+    description: Restore - the snapshot that holds the files as they were before this step (its intent); no
+      safety snapshot is taken, and it is what is written back when validation fails.
+    type: str
+    default: ""
+  reactivate:
+    description: Restore - validate and activate even when the files already hold the snapshot (the re-run of a
+      restore that may have been interrupted after writing them).
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -64,6 +83,7 @@ version_before: {description: The snapshot that holds the files as they were bef
 files: {description: Path, sha256 and whether it changed, per file., returned: always, type: list}
 """
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -76,8 +96,11 @@ try:
 except ImportError:  # imported as a plain library (tests): stdlib only
     AnsibleModule = None
 
-from ansible_collections.runbook.ops.plugins.module_utils.backup_files import fsync_path, write_atomic
 from ansible_collections.runbook.ops.plugins.module_utils.live_files import put_file, run_command
+from ansible_collections.runbook.ops.plugins.module_utils.safe_files import (
+    check_target, ensure_dir, fsync_dir, write_file,
+)
+from ansible_collections.runbook.ops.plugins.module_utils.step_intents import IntentError, held_lock
 
 SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VERSION = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
@@ -135,7 +158,7 @@ class Store(object):
         if self.is_good(version):
             return False
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        write_atomic(os.path.join(self.root, version, GOOD), ("%s %s\n" % (stamp, run_id)).encode())
+        write_file(os.path.join(self.root, version, GOOD), ("%s %s\n" % (stamp, run_id)).encode())
         return True
 
     def manifest(self, version):
@@ -175,20 +198,20 @@ class Store(object):
         version = now.strftime("%Y%m%dT%H%M%S.%fZ")
         final = os.path.join(self.root, version)
         partial = final + ".partial"
+        ensure_dir(self.root, 0o700)  # a link planted for the store would send the copies elsewhere
         entries = []
         for path in sorted(current):
             data, st = current[path]
             target = stored_path(partial, path)
-            if not os.path.isdir(os.path.dirname(target)):
-                os.makedirs(os.path.dirname(target), 0o700)
-            write_atomic(target, data)
+            ensure_dir(os.path.dirname(target), 0o700)
+            write_file(target, data)
             entries.append({"path": path, "sha256": sha256_bytes(data), "size": len(data),
                             "mode": "%04o" % (st.st_mode & 0o7777), "uid": st.st_uid, "gid": st.st_gid})
         manifest = {"set": self.name, "version": version, "created": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                     "label": label, "run_id": run_id, "files": entries}
-        write_atomic(os.path.join(partial, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        write_file(os.path.join(partial, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         os.rename(partial, final)
-        fsync_path(self.root)
+        fsync_dir(self.root)
         self.prune(keep)
         return version, entries
 
@@ -229,8 +252,6 @@ def snapshot(params, check_mode=False):
     if check_mode:
         return {"changed": True, "version": "", "good": good, "files": files,
                 "msg": "would snapshot %d files of %s%s" % (len(paths), store.name, as_good)}
-    if not os.path.isdir(store.root):
-        os.makedirs(store.root, 0o700)
     version, _ = store.take(current, params.get("label") or "", params.get("run_id") or "", params.get("keep") or 20)
     if good:
         store.mark_good(version, params.get("run_id") or "")
@@ -272,35 +293,56 @@ def restore(params, check_mode=False):
     target = choose(store, params.get("version") or "last_good", versions)
     copies = store.verified_copies(target)
     current = current_of(copies)
-    before = store.holding(entries_of(current)) if set(current) == set(copies) else None
+    before = params.get("version_before") or (
+        store.holding(entries_of(current)) if set(current) == set(copies) else None)
     files = [{"path": p, "sha256": e["sha256"], "changed": p not in current or sha256_bytes(current[p][0]) != e["sha256"]}
              for p, (_, e) in sorted(copies.items())]
     result = {"changed": False, "version": target, "version_before": before or "", "files": files,
               "set": store.name, "safety_snapshot": "", "validated": ""}
-    if not any(f["changed"] for f in files):
+    changes = sum(1 for f in files if f["changed"])
+    if not changes and not params.get("reactivate"):
         result["msg"] = "the files of %s are already snapshot %s: nothing to restore" % (store.name, target)
         return result
-    result["changed"] = True
+    result["changed"] = bool(changes)
+    for path in copies:  # every live file is checked before anything is written, the safety snapshot included
+        check_target(path)
     if check_mode:
         result["msg"] = "would restore %s of %s (%d files change)%s" % (
-            target, store.name, sum(1 for f in files if f["changed"]),
+            target, store.name, changes,
             ", then run %s" % " ".join(params["validate_command"]) if params.get("validate_command") else "")
         return result
-    if before is None and current:
+    if before is None and current and changes:
         before, _ = store.take(current, "before restoring %s" % target, params.get("run_id") or "",
                                max(int(params.get("keep") or 20), len(versions) + 1))
         result.update(version_before=before, safety_snapshot=before)
+    if params.get("prepare"):
+        result["msg"] = "restoring %s of %s changes %d files (before: %s)" % (target, store.name, changes, before)
+        return result
+    if params.get("version_before"):  # the step's intent: what the files were before it first wrote any
+        originals = dict((p, (d, int(e["mode"], 8), e["uid"], e["gid"]))
+                         for p, (d, e) in store.verified_copies(before).items())
+    else:
+        originals = dict((p, (d, st.st_mode & 0o7777, st.st_uid, st.st_gid)) for p, (d, st) in current.items())
+    for path, (data, entry) in sorted(copies.items()):
+        put_file(path, data, int(entry["mode"], 8), entry["uid"], entry["gid"])
+    activate(params, target, copies, originals, result)
+    result["msg"] = "restored snapshot %s of %s (%d files changed; before: %s)%s" % (
+        target, store.name, changes, before or "no snapshot",
+        "; validated with %s" % result["validated"] if result["validated"] else "")
+    return result
+
+
+def activate(params, target, copies, originals, result):
+    """Validate, then activate; when either fails, the files as they were are written back (and activated)."""
 
     def write_back():
         for path in copies:
-            if path in current:
-                data, st = current[path]
-                put_file(path, data, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+            if path in originals:
+                data, mode, uid, gid = originals[path]
+                put_file(path, data, mode, uid, gid)
             elif os.path.exists(path):
                 os.unlink(path)
 
-    for path, (data, entry) in sorted(copies.items()):
-        put_file(path, data, int(entry["mode"], 8), entry["uid"], entry["gid"])
     if params.get("validate_command"):
         rc, out = run_command(params["validate_command"])
         if rc != 0:
@@ -315,16 +357,29 @@ def restore(params, check_mode=False):
             run_command(params["activate_command"])
             raise ConfigError("%s failed (exit %d): %s; the files as they were are back" % (
                 " ".join(params["activate_command"]), rc, out[-500:]))
-    result["msg"] = "restored snapshot %s of %s (%d files changed; before: %s)%s" % (
-        target, store.name, sum(1 for f in files if f["changed"]), before or "no snapshot",
-        "; validated with %s" % result["validated"] if result["validated"] else "")
-    return result
+
+
+@contextlib.contextmanager
+def set_lock(params, check_mode):
+    """One snapshot or restore of a set at a time on this host (none in check mode: nothing is written)."""
+    if check_mode:
+        yield
+        return
+    try:
+        with held_lock(params.get("dir") or "/var/lib/runbook/config", ".%s.lock" % params["set"],
+                       what="config set %s" % params["set"]):
+            yield
+    except IntentError as exc:
+        raise ConfigError(str(exc))
 
 
 def run(params, check_mode=False):
-    if params["action"] == "snapshot":
-        return snapshot(params, check_mode)
-    return restore(params, check_mode)
+    if not SET_NAME.match(params.get("set") or ""):
+        raise ConfigError("set %r is not a name of lower-case letters, digits, - and _" % params.get("set"))
+    with set_lock(params, check_mode):
+        if params["action"] == "snapshot":
+            return snapshot(params, check_mode)
+        return restore(params, check_mode)
 
 
 def main():
@@ -341,6 +396,9 @@ def main():
             validate_command=dict(type="list", elements="str", default=[]),
             activate_command=dict(type="list", elements="str", default=[]),
             run_id=dict(type="str", default=""),
+            prepare=dict(type="bool", default=False),
+            version_before=dict(type="str", default=""),
+            reactivate=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

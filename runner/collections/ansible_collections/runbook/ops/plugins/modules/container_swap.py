@@ -71,16 +71,31 @@ options:
     description: Seconds to wait for the old container to stop before it is killed; default is the container's
       own stop timeout (Docker's default 10).
     type: int
+  lock_dir:
+    description: Directory of the lock that serializes the swaps of one container on the host.
+    type: path
+    default: /var/lib/runbook/locks
   api_timeout:
     description: Seconds to wait for one Docker Engine API call.
     type: int
     default: 60
+  runbook_timeout:
+    description:
+      - Seconds the swap may take (0 - no limit; the rendered step sets it from its C(timeout)). When the time is
+        up, or the run that started the module is gone, before the old container stopped nothing is changed;
+        after, the new container is removed and the old one started again, as when the new one fails. The
+        module fails saying which container runs (C(running)).
+    type: float
+    default: 0.0
 notes:
   - Supports check mode - it inspects, resolves the image and computes the spec, then reports what it would do.
   - An environment variable the user set to exactly the old image's default value cannot be told apart from the
     default and follows the new image's default.
-  - Temporary names are C(<name>--runbook-new) and C(<name>--runbook-old). If a previous run was interrupted after
-    the old container was renamed aside and no container O(name) exists, the old one is renamed back first.
+  - Temporary names are C(<name>--runbook-new) and C(<name>--runbook-old). What a swap interrupted at any moment
+    left is put right first (module_utils/swap_leftovers) - the old container renamed back and started, or a new
+    one that was never started started when it has the image asked for now, the old one removed only once it runs
+    - so there is always a container of the service to go back to.
+  - Swaps of one container on a host are serialized by an exclusive lock in O(lock_dir).
 """
 
 EXAMPLES = r"""
@@ -167,12 +182,26 @@ restored:
   description: True when the new container failed and the old one was put back.
   returned: failure
   type: bool
+running:
+  description: Image reference of the container running under O(name) at the end (null when none runs).
+  returned: always
+  type: str
+stopped:
+  description: Why the swap was stopped - timeout, orphaned, signal (null when it was not).
+  returned: failure
+  type: str
 """
 
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.ops.plugins.module_utils.docker_api import DockerClient, DockerError
+from ansible_collections.runbook.ops.plugins.module_utils.host_work import (
+    WorkStopped, current_work, start_work,
+)
+from ansible_collections.runbook.ops.plugins.module_utils.swap_leftovers import (  # noqa: F401 (re-exported)
+    NEW_SUFFIX, OLD_SUFFIX, InterruptedSwap, SwapFailed, swap_lock,
+)
 from ansible_collections.runbook.ops.plugins.module_utils.docker_spec import (  # noqa: F401 (re-exported)
     anonymous_volume_binds,
     create_body,
@@ -186,70 +215,22 @@ from ansible_collections.runbook.ops.plugins.module_utils.docker_spec import (  
     user_host_config,
 )
 
-NEW_SUFFIX = "--runbook-new"
-OLD_SUFFIX = "--runbook-old"
 
-class SwapFailed(Exception):
-    """The swap did not happen. ``restored``: the old container was put back after the new one failed;
-    ``unchanged``: nothing was touched at all (or everything was put back)."""
+class SwapPreparation(InterruptedSwap):
+    """What comes before anything changes: the container (with what an interrupted run left put right) and the
+    image to run it on."""
 
-    def __init__(self, message, restored=False, unchanged=None):
-        super().__init__(message)
-        self.message = message
-        self.restored = restored
-        self.unchanged = restored if unchanged is None else unchanged
-
-
-class Swapper:
-    def __init__(self, client, params, check_mode, sleep=time.sleep, clock=time.monotonic):
+    def __init__(self, client, params, check_mode, sleep=time.sleep, clock=time.monotonic, work=None):
         self.client = client
         self.p = params
         self.check_mode = check_mode
+        self.work = work if work is not None else current_work()
         self.actions = []
         self.warnings = []
         self.sleep = sleep
         self.clock = clock
         self.version_before = None
         self.image_id_before = None
-
-    # -- preparation ---------------------------------------------------------------------------------------
-    def _find_container(self):
-        name = self.p["name"]
-        container = self.client.inspect_container(name)
-        aside = self.client.inspect_container(name + OLD_SUFFIX)
-        if container is None and aside is not None:
-            # An earlier run stopped after renaming the old container aside: put it back (and running) first.
-            if self.check_mode:
-                self.actions.append("would rename %s back to %s (left by an interrupted run)" % (name + OLD_SUFFIX, name))
-                container, aside = aside, None
-            else:
-                stale = self.client.inspect_container(name + NEW_SUFFIX)
-                if stale is not None:
-                    self.client.remove(stale["Id"], force=True)
-                self.client.rename(aside["Id"], name)
-                if not aside["State"].get("Running"):
-                    self.client.start(aside["Id"])
-                self.actions.append("renamed %s back to %s and started it (left by an interrupted run)"
-                                    % (name + OLD_SUFFIX, name))
-                container, aside = self.client.inspect_container(name), None
-        if container is None:
-            raise SwapFailed("container %s does not exist on this Docker engine (%s); nothing changed"
-                             % (name, self.client.docker_host), unchanged=True)
-        if aside is not None and aside["Id"] != container["Id"]:
-            if aside["State"].get("Running"):
-                raise SwapFailed("both %s and %s are running; resolve by hand; nothing changed"
-                                 % (name, name + OLD_SUFFIX), unchanged=True)
-            if not self.check_mode:
-                self.client.remove(aside["Id"], force=True)
-            self.warnings.append("%sremoved the stopped %s left by an interrupted run"
-                                 % ("would have " if self.check_mode else "", name + OLD_SUFFIX))
-        stale = self.client.inspect_container(name + NEW_SUFFIX)
-        if stale is not None:
-            if not self.check_mode:
-                self.client.remove(stale["Id"], force=True)
-            self.warnings.append("%sremoved %s left by an interrupted run"
-                                 % ("would have " if self.check_mode else "", name + NEW_SUFFIX))
-        return container
 
     def _target(self, container, container_ref):
         """(reference to create from, image inspect document). Fails before anything changed."""
@@ -292,7 +273,12 @@ class Swapper:
                              unchanged=True)
         return ref, image
 
-    # -- the swap ------------------------------------------------------------------------------------------
+
+
+class Swapper(SwapPreparation):
+    """Replaces the container by one created from the target image with the same run spec, and puts the old one
+    back when the new one does not come up."""
+
     def run(self):
         name = self.p["name"]
         old = self._find_container()
@@ -318,25 +304,47 @@ class Swapper:
         }
         running = bool(old["State"].get("Running"))
         if old["Image"] == target["Id"]:
-            if running:
-                self.actions.append("%s already runs %s (%s); nothing to do" % (name, ref, target["Id"][:19]))
-                return result
-            result["changed"] = True
-            if self.check_mode:
-                self.actions.append("would start %s (already on %s)" % (name, ref))
-                return result
-            self.client.start(old["Id"])
-            self.actions.append("started %s (already on %s)" % (name, ref))
-            self._wait(old["Id"])
-            result["health"] = health_status(self.client.inspect_container(old["Id"]))
-            return result
-
+            return self._start_in_place(old, ref, target, running, result)
         result["changed"] = True
         if self.check_mode:
             self.actions.append("would replace %s: %s -> %s, keeping its run spec" % (name, version_before, ref))
             return result
+        try:
+            self.work.check()
+        except WorkStopped as exc:
+            raise SwapFailed("swap of %s %s before anything changed; %s still runs %s"
+                             % (name, exc, name, version_before), unchanged=True)
+        new_id = self._replace(old, ref, spec_before, running, version_before)
+        self.client.remove(old["Id"], force=True)
+        self.actions.append("removed the old container %s" % old["Id"][:12])
+        new = self.client.inspect_container(new_id)
+        result.update(
+            container_id=new_id,
+            spec=spec_before,
+            health=health_status(new),
+        )
+        return result
 
-        spec = spec_before
+    def _start_in_place(self, old, ref, target, running, result):
+        """The container is on the target image already: start it unless it runs."""
+        name = self.p["name"]
+        if running:
+            self.actions.append("%s already runs %s (%s); nothing to do" % (name, ref, target["Id"][:19]))
+            return result
+        result["changed"] = True
+        if self.check_mode:
+            self.actions.append("would start %s (already on %s)" % (name, ref))
+            return result
+        self.client.start(old["Id"])
+        self.actions.append("started %s (already on %s)" % (name, ref))
+        self._wait(old["Id"])
+        result["health"] = health_status(self.client.inspect_container(old["Id"]))
+        return result
+
+    def _replace(self, old, ref, spec, running, version_before):
+        """Create the new container beside the old, stop and rename the old aside, start the new under the
+        name; the new container's id. On failure the old one is restored and SwapFailed says so."""
+        name = self.p["name"]
         try:
             new_id = self.client.create_container(name + NEW_SUFFIX, create_body(spec, ref))
         except DockerError as exc:
@@ -347,40 +355,37 @@ class Swapper:
         try:
             for net_name, endpoint in spec["extra_networks"].items():
                 self.client.connect_network(net_name, new_id, endpoint)
+            self.work.check()
             if running:
                 self.client.stop(old["Id"], self.p.get("stop_timeout"))
                 state["stopped_old"] = True
                 self.actions.append("stopped the old %s" % name)
+                self.work.note(container=name, running=None)
             self.client.rename(old["Id"], name + OLD_SUFFIX)
             state["renamed_old"] = True
             self.client.rename(new_id, name)
             state["renamed_new"] = True
+            self.work.check()
             self.client.start(new_id)
             self.actions.append("started %s on %s" % (name, ref))
+            self.work.note(container=name, running=ref)
             self._wait(new_id)
-        except (DockerError, SwapFailed) as exc:
-            reason = exc.message
+        except (DockerError, SwapFailed, WorkStopped) as exc:
+            reason = str(exc) if isinstance(exc, WorkStopped) else exc.message
             logs = self.client.logs(new_id, tail=20).strip()
             self._restore(old, new_id, state, running)
-            message = "%s on %s failed: %s; restored the old container (%s)" % (name, ref, reason, version_before)
+            how = reason if isinstance(exc, WorkStopped) else "failed: " + reason
+            message = "%s on %s %s; restored the old container (%s)" % (name, ref, how, version_before)
             if logs:
                 message += "; last log lines of the new container: %s" % logs[-1500:]
             raise SwapFailed(message, restored=True) from exc
-
-        self.client.remove(old["Id"], force=True)
-        self.actions.append("removed the old container %s" % old["Id"][:12])
-        new = self.client.inspect_container(new_id)
-        result.update(
-            container_id=new_id,
-            spec=spec,
-            health=health_status(new),
-        )
-        return result
+        return new_id
 
     def _wait(self, container_id):
         """Fail unless the container runs; with wait_healthy, wait for a healthcheck to pass."""
         deadline = self.clock() + max(self.p.get("wait_healthy") or 0, 0)
         while True:
+            self.work.check()
             current = self.client.inspect_container(container_id)
             if current is None:
                 raise SwapFailed("the new container disappeared")
@@ -419,6 +424,7 @@ class Swapper:
         self.actions.append("removed the new container and restored the old %s" % name)
         if problems:
             raise SwapFailed("restoring the old container failed too (%s)" % "; ".join(problems), restored=False)
+        self.work.note(container=name, running=image_ref(old, self.client.inspect_image(old["Image"])))
 
 
 def main():
@@ -432,34 +438,58 @@ def main():
             pull=dict(type="bool", default=False),
             wait_healthy=dict(type="int", default=0),
             stop_timeout=dict(type="int"),
+            lock_dir=dict(type="path", default="/var/lib/runbook/locks"),
             api_timeout=dict(type="int", default=60),
+            runbook_timeout=dict(type="float", default=0.0),
         ),
         required_one_of=[("image", "tag")],
         mutually_exclusive=[("image", "tag")],
         supports_check_mode=True,
     )
-    swapper = None
+    work = start_work("container_swap", module.params)
+    swapper = client = None
     try:
         client = DockerClient(module.params["docker_host"], timeout=module.params["api_timeout"])
-        swapper = Swapper(client, module.params, module.check_mode)
-        result = swapper.run()
+        swapper = Swapper(client, module.params, module.check_mode, work=work)
+        with swap_lock(module.params, module.check_mode):
+            result = swapper.run()
     except (SwapFailed, DockerError) as exc:
         unchanged = getattr(exc, "unchanged", False)
         before = swapper.version_before if swapper else None
+        running = what_runs(client, module.params["name"])
+        message = work.explain(exc.message)
+        work.finish(True, message, container=module.params["name"], running=running)
         module.fail_json(
-            msg=exc.message,
+            msg=message,
             restored=getattr(exc, "restored", False),
             container=module.params["name"],
             actions=swapper.actions if swapper else [],
             version_before=before,
             version_after=before if unchanged else None,
             image_id_before=swapper.image_id_before if swapper else None,
+            running=running,
+            stopped=work.reason,
         )
     for warning in swapper.warnings:
         module.warn(warning)
     result["actions"] = swapper.actions
     result["msg"] = "; ".join(swapper.actions)
+    result["running"] = result["version_after"] if not module.check_mode else result["version_before"]
+    work.finish(False, result["msg"], container=module.params["name"], running=result["running"])
     module.exit_json(**result)
+
+
+def what_runs(client, name):
+    """Image reference of the container running under `name` (None: none runs, or the engine cannot say)."""
+    if client is None:
+        return None
+    try:
+        container = client.inspect_container(name)
+        if container is None or not (container.get("State") or {}).get("Running"):
+            return None
+        return image_ref(container, client.inspect_image(container["Image"]))
+    except DockerError:
+        return None
 
 
 if __name__ == "__main__":

@@ -84,6 +84,13 @@ options:
     description: After a check fails, do not run the later ones (they are reported as not run).
     type: bool
     default: true
+  runbook_timeout:
+    description:
+      - Seconds all the checks may take (0 - no limit; the rendered step sets it from its C(timeout)). When the
+        time is up, or the run that started the module is gone, no further attempt is made and the checks not
+        passed yet fail, saying so.
+    type: float
+    default: 0.0
 notes:
   - Supports check mode - no request is sent; each result says what would be checked (C(ok) is null).
 """
@@ -153,6 +160,7 @@ import urllib.error
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.runbook.ops.plugins.module_utils.host_work import WorkStopped, start_work
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -300,12 +308,15 @@ def perform(check, timeout):
     return status, body, elapsed_ms, None
 
 
-def run_check(check, attempts, interval, default_timeout, request=perform, sleep=time.sleep):
+def run_check(check, attempts, interval, default_timeout, request=perform, sleep=time.sleep, remaining=None):
+    """Attempts until the check matches. `sleep` raises WorkStopped when the module's time is up (the check then
+    fails, saying so); `remaining` gives the seconds left, which bound each request's timeout."""
     timeout = parse_duration(check["timeout"]) if check.get("timeout") is not None else default_timeout
     result = {"name": check_name(check), "url": check["url"], "ok": False, "detail": "", "status": None,
               "elapsed_ms": None, "attempts": 0}
     for attempt in range(1, max(attempts, 1) + 1):
-        status, body, elapsed_ms, error = request(check, timeout)
+        left = remaining() if remaining is not None else None
+        status, body, elapsed_ms, error = request(check, timeout if left is None else max(0.1, min(timeout, left)))
         problems = evaluate(check, status, body, elapsed_ms, error)
         result.update(status=status, elapsed_ms=elapsed_ms, attempts=attempt)
         if not problems:
@@ -314,21 +325,36 @@ def run_check(check, attempts, interval, default_timeout, request=perform, sleep
             return result
         result["detail"] = "; ".join(problems)
         if attempt < attempts:
-            sleep(interval)
-    result["detail"] += " (after %d attempt%s)" % (result["attempts"], "" if result["attempts"] == 1 else "s")
+            try:
+                sleep(interval)
+            except WorkStopped as exc:
+                result["stopped"] = str(exc)
+                break
+    result["detail"] += " (after %d attempt%s%s)" % (
+        result["attempts"], "" if result["attempts"] == 1 else "s",
+        "; " + result["stopped"] if result.get("stopped") else "")
     return result
 
 
-def run_checks(checks, attempts, interval, timeout, stop_on_failure=True, request=perform, sleep=time.sleep):
+def not_run(check, why):
+    return {"name": check_name(check), "url": check["url"], "ok": None, "status": None, "elapsed_ms": None,
+            "attempts": 0, "detail": "not run: " + why}
+
+
+def run_checks(checks, attempts, interval, timeout, stop_on_failure=True, request=perform, sleep=time.sleep,
+               remaining=None):
     results = []
-    failed = False
+    failed, stopped = False, ""
     for check in checks:
-        if failed and stop_on_failure:
-            results.append({"name": check_name(check), "url": check["url"], "ok": None, "status": None,
-                            "elapsed_ms": None, "attempts": 0, "detail": "not run: an earlier check failed"})
+        if stopped:
+            results.append(dict(not_run(check, stopped), ok=False))
             continue
-        result = run_check(check, attempts, interval, timeout, request=request, sleep=sleep)
+        if failed and stop_on_failure:
+            results.append(not_run(check, "an earlier check failed"))
+            continue
+        result = run_check(check, attempts, interval, timeout, request=request, sleep=sleep, remaining=remaining)
         failed = failed or not result["ok"]
+        stopped = result.pop("stopped", "")
         results.append(result)
     return results
 
@@ -358,6 +384,7 @@ def main():
             interval=dict(type="raw", default="1s"),
             timeout=dict(type="raw", default="5s"),
             stop_on_failure=dict(type="bool", default=True),
+            runbook_timeout=dict(type="float", default=0.0),
         ),
         supports_check_mode=True,
     )
@@ -379,17 +406,17 @@ def main():
         module.exit_json(changed=False, results=results, checks=summary(results), healthy=None, skipped=True,
                          msg="check mode: %d check(s) not sent" % len(results))
 
-    results = run_checks(p["checks"], attempts, interval, timeout, p["stop_on_failure"])
+    work = start_work("http_check", p)
+    results = run_checks(p["checks"], attempts, interval, timeout, p["stop_on_failure"], sleep=work.sleep,
+                         remaining=work.remaining)
     failed = [r for r in results if r["ok"] is False]
     healthy = not failed and all(r["ok"] for r in results)
     if not healthy:
-        module.fail_json(
-            msg="%d of %d HTTP check(s) failed: %s"
-            % (len(failed), len(results), "; ".join("%s: %s" % (r["name"], r["detail"]) for r in failed)),
-            results=results,
-            checks=summary(results),
-            healthy=False,
-        )
+        message = work.explain("%d of %d HTTP check(s) failed: %s" % (
+            len(failed), len(results), "; ".join("%s: %s" % (r["name"], r["detail"]) for r in failed)))
+        work.finish(True, message)
+        module.fail_json(msg=message, results=results, checks=summary(results), healthy=False, stopped=work.reason)
+    work.finish(False, "%d HTTP check(s) passed" % len(results))
     module.exit_json(changed=False, results=results, checks=summary(results), healthy=True,
                      msg="%d HTTP check(s) passed" % len(results))
 

@@ -27,6 +27,7 @@ description:
   - Stale C(.partial) leftovers of earlier interrupted backups of the same database are removed first.
 version_added: "0.1.0"
 author: runbook-runner maintainers
+extends_documentation_fragment: [runbook.ops.postgres]
 options:
   database: {description: Database to dump., type: str, required: true}
   dir: {description: Backup directory; created (with its parents) when missing., type: path, required: true}
@@ -42,13 +43,15 @@ options:
     type: str
     default: auto
   lock_wait_timeout: {description: pg_dump --lock-wait-timeout (empty waits forever)., type: str, default: ""}
+  runbook_timeout:
+    description:
+      - Seconds the dump (and its decode) may take (0 - no limit; the rendered step sets it from its C(timeout)).
+        At the limit, or when the run that started the module is gone, pg_dump is ended, the C(.partial) removed
+        and the module fails saying no backup was made.
+    type: float
+    default: 0.0
   verify: {description: Decode all of the dump and count the rows of every table (returned as C(tables))., type: bool, default: false}
   remove_stale_partials: {description: Remove leftovers of interrupted backups of this database first., type: bool, default: true}
-  login_host: {description: Server host or socket directory (empty - libpq default)., type: str, default: ""}
-  login_port: {description: Server port., type: int, default: 5432}
-  login_user: {description: Role to connect as (empty - libpq default)., type: str, default: ""}
-  login_password: {description: Password of that role., type: str, default: "", no_log: true}
-  bin_dir: {description: Directory of the PostgreSQL client tools (empty - PATH)., type: str, default: ""}
 """
 
 EXAMPLES = r"""
@@ -98,11 +101,13 @@ from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
     MANIFEST_SUFFIX, PARTIAL_SUFFIX, backup_paths, fsync_path, fsync_tree, safe_file_part,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_common import (
-    PgClient, PgError, tail, tool_major, utc_iso, utc_stamp,
+    LOGIN_ARGUMENT_SPEC, PgClient, PgError, exit_module, tail, tool_major, utc_iso, utc_stamp,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.host_work import current_work
 from ansible_collections.runbook.ops.plugins.module_utils.pg_decode import (
     DecodeError, DirectoryFollower, decode_postgres, followed_tables, wait_and_follow,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.safe_files import TEMP_SUFFIX, ensure_dir
 
 
 COMPRESSION = re.compile(r"^(auto|gzip|zstd|lz4|none)(?::(\d+))?$")
@@ -148,7 +153,9 @@ def backup_name(database, tag, directory, fmt, now=None):
 def stale_partials(directory, database):
     """Leftovers of interrupted backups of this database: *.partial data and *.tmp manifests/markers."""
     prefix = os.path.join(glob.escape(directory), glob.escape(safe_file_part(database)) + "-")
+    temps = os.path.join(glob.escape(directory), "." + glob.escape(safe_file_part(database)) + "-")
     found = glob.glob(prefix + "*" + PARTIAL_SUFFIX) + glob.glob(prefix + "*" + MANIFEST_SUFFIX + ".tmp")
+    found += glob.glob(temps + "*" + MANIFEST_SUFFIX + ".*" + TEMP_SUFFIX)  # the one writer's temporary names
     return sorted(set(found))
 
 
@@ -163,12 +170,9 @@ def dir_mode(text):
 
 
 def prepare_directory(directory, mode):
-    """Create the backup directory (and parents) with `mode`, or set `mode` on it when it differs."""
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode)
-        fsync_path(os.path.dirname(directory.rstrip("/")) or "/")
-    if os.stat(directory).st_mode & 0o7777 != mode:
-        os.chmod(directory, mode)  # makedirs applies the umask; the mode is set exactly
+    """Create the backup directory (and parents) with exactly `mode`, or set `mode` on it when it differs; a
+    link planted there is refused (it would send the backup, and the mode, elsewhere)."""
+    ensure_dir(directory, mode, set_mode=True)
 
 
 def remove_path(path):
@@ -206,15 +210,11 @@ def probe(client, database):
     return tools, info, props
 
 
-def run(params, check_mode=False):
-    """Everything the module does, callable without Ansible. Returns the result dict; raises PgError/ValueError."""
+def plan_dump(params, client):
+    """Probe the server and name the backup: the result as it stands before pg_dump runs, and the backup's paths."""
     database = params["database"]
     directory = os.path.abspath(params["dir"])
     fmt = params.get("format") or "custom"
-    client = PgClient(
-        params.get("login_host"), params.get("login_port"), params.get("login_user"),
-        params.get("login_password"), params.get("bin_dir"),
-    )
     tools, info, props = probe(client, database)
     compression, effective = compression_args(params.get("compression") or "auto", tool_major(tools["pg_dump"]))
     name = params.get("name") or backup_name(database, params.get("tag") or "", directory, fmt)
@@ -230,22 +230,63 @@ def run(params, check_mode=False):
         "server_version_num": info["server_version_num"], "tools": tools, "database_properties": props,
         "started": utc_iso(), "removed_partials": [], "command": argv,
     }
-    mode = dir_mode(params.get("dir_mode") or "0700")
     result["created_dir"] = not os.path.isdir(directory)
     if params.get("remove_stale_partials", True) and not result["created_dir"]:
         result["removed_partials"] = stale_partials(directory, database)
+    return result, paths
+
+
+def run(params, check_mode=False):
+    """Everything the module does, callable without Ansible. Returns the result dict; raises PgError/ValueError."""
+    client = PgClient.from_params(params)
+    result, paths = plan_dump(params, client)
+    database, directory, fmt = result["database"], result["dir"], result["format"]
+    mode = dir_mode(params.get("dir_mode") or "0700")
     if check_mode:
         result["msg"] = "would %sdump %s into %s (%s, %s)" % (
-            "create %s and " % directory if result["created_dir"] else "", database, paths["partial"], fmt, effective)
+            "create %s and " % directory if result["created_dir"] else "", database, paths["partial"], fmt,
+            result["compression"])
         return result
     prepare_directory(directory, mode)
     for path in result["removed_partials"]:
         remove_path(path)
     if any(os.path.lexists(p) for p in paths.values()):
-        raise ValueError("backup %s already exists in %s" % (name, directory))
+        raise ValueError("backup %s already exists in %s" % (result["name"], directory))
     t0 = time.time()
     verify = bool(params.get("verify"))
     follower = DirectoryFollower(paths["partial"]) if verify and fmt == "directory" else None
+    rc, err = run_pg_dump(client, result["command"], follower)
+    try:
+        if rc != 0:
+            if follower is not None and follower.error is not None:
+                raise DecodeError(str(follower.error))
+            raise PgError("pg_dump of %s failed (exit %d): %s" % (database, rc, tail(err)))
+        result["dump_s"] = round(time.time() - t0, 3)
+        if verify:
+            result["tables"], result["decode"] = decode_dump(paths["partial"], fmt, follower, params.get("bin_dir") or "")
+    except (PgError, DecodeError) as exc:
+        if follower is not None:
+            follower.stop()
+        if os.path.lexists(paths["partial"]):
+            remove_path(paths["partial"])
+        work = current_work()
+        if work.stopped:
+            raise PgError("pg_dump of %s %s; its unfinished .partial was removed, no backup was made"
+                          % (database, work.describe()))
+        if isinstance(exc, DecodeError):
+            raise PgError("the dump of %s does not decode: %s" % (database, exc))
+        raise
+    fsync_tree(paths["partial"])
+    fsync_path(directory)
+    result["msg"] = "dumped %s into %s in %.1fs%s" % (
+        database, paths["partial"], result["dump_s"],
+        (", decoded in full (%d tables, %d rows)" % (len(result["tables"]), sum(result["tables"].values())))
+        if verify else "")
+    return result
+
+
+def run_pg_dump(client, argv, follower):
+    """pg_dump's exit status and error output; a follower decodes a directory dump while it is written."""
     with tempfile.TemporaryFile() as errfile:
         proc = client.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errfile)
         try:
@@ -264,30 +305,7 @@ def run(params, check_mode=False):
         finally:
             client.close_secret(proc)
         errfile.seek(0)
-        err = errfile.read().decode("utf-8", "replace")
-    try:
-        if rc != 0:
-            if follower is not None and follower.error is not None:
-                raise DecodeError(str(follower.error))
-            raise PgError("pg_dump of %s failed (exit %d): %s" % (database, rc, tail(err)))
-        result["dump_s"] = round(time.time() - t0, 3)
-        if verify:
-            result["tables"], result["decode"] = decode_dump(paths["partial"], fmt, follower, params.get("bin_dir") or "")
-    except (PgError, DecodeError) as exc:
-        if follower is not None:
-            follower.stop()
-        if os.path.lexists(paths["partial"]):
-            remove_path(paths["partial"])
-        if isinstance(exc, DecodeError):
-            raise PgError("the dump of %s does not decode: %s" % (database, exc))
-        raise
-    fsync_tree(paths["partial"])
-    fsync_path(directory)
-    result["msg"] = "dumped %s into %s in %.1fs%s" % (
-        database, paths["partial"], result["dump_s"],
-        (", decoded in full (%d tables, %d rows)" % (len(result["tables"]), sum(result["tables"].values())))
-        if verify else "")
-    return result
+        return rc, errfile.read().decode("utf-8", "replace")
 
 
 def decode_dump(partial, fmt, follower, bin_dir):
@@ -304,32 +322,21 @@ def decode_dump(partial, fmt, follower, bin_dir):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            database=dict(type="str", required=True),
-            dir=dict(type="path", required=True),
-            dir_mode=dict(type="str", default="0700"),
-            name=dict(type="str", default=""),
-            tag=dict(type="str", default=""),
-            format=dict(type="str", default="custom", choices=["custom", "directory"]),
-            jobs=dict(type="int", default=2),
-            compression=dict(type="str", default="auto"),
-            lock_wait_timeout=dict(type="str", default=""),
-            verify=dict(type="bool", default=False),
-            remove_stale_partials=dict(type="bool", default=True),
-            login_host=dict(type="str", default=""),
-            login_port=dict(type="int", default=5432),
-            login_user=dict(type="str", default=""),
-            login_password=dict(type="str", default="", no_log=True),
-            bin_dir=dict(type="str", default=""),
-        ),
-        supports_check_mode=True,
-    )
-    try:
-        result = run(module.params, check_mode=module.check_mode)
-    except (PgError, ValueError, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    exit_module(AnsibleModule, run, argument_spec=dict(
+        LOGIN_ARGUMENT_SPEC,
+        database=dict(type="str", required=True),
+        dir=dict(type="path", required=True),
+        dir_mode=dict(type="str", default="0700"),
+        name=dict(type="str", default=""),
+        tag=dict(type="str", default=""),
+        format=dict(type="str", default="custom", choices=["custom", "directory"]),
+        jobs=dict(type="int", default=2),
+        compression=dict(type="str", default="auto"),
+        lock_wait_timeout=dict(type="str", default=""),
+        verify=dict(type="bool", default=False),
+        remove_stale_partials=dict(type="bool", default=True),
+        runbook_timeout=dict(type="float", default=0.0),
+    ), name="pg_dump_partial")
 
 
 if __name__ == "__main__":

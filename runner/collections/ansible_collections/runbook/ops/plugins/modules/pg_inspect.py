@@ -14,31 +14,27 @@ module: pg_inspect
 short_description: Probe a PostgreSQL database - existence, properties, exact row counts per table
 description:
   - Connects with C(psql) (no psycopg2 needed on the host) and reports whether the database exists, its
-    encoding, collation and owner, the number of sessions connected, and exact row counts (C(count(*)), one
-    repeatable-read snapshot) of every table holding rows (ordinary tables and partitions, as pg_dump
-    dumps them) outside the system schemas.
+    encoding, collation and owner, the number of sessions connected, and exact row counts (one
+    repeatable-read snapshot) of every table holding rows (ordinary tables and partitions) outside the system
+    schemas, each counted as pg_dump dumps it and a backup's manifest counts it - its own rows only
+    (C(count(*) FROM ONLY), not those of its inheritance children), with row security off.
   - Reads only; runs the same in check mode.
 version_added: "0.1.0"
 author: runbook-runner maintainers
+extends_documentation_fragment: [runbook.ops.postgres]
 options:
   database: {description: Database to inspect., type: str, required: true}
   row_counts: {description: Count the rows of every table., type: bool, default: true}
   maintenance_db: {description: Database to connect to when checking that O(database) exists., type: str, default: postgres}
-  login_host: {description: Server host or socket directory (empty - libpq default)., type: str, default: ""}
-  login_port: {description: Server port., type: int, default: 5432}
-  login_user: {description: Role to connect as (empty - libpq default)., type: str, default: ""}
-  login_password: {description: Password of that role., type: str, default: "", no_log: true}
-  bin_dir: {description: Directory of the PostgreSQL client tools (empty - PATH)., type: str, default: ""}
 """
 
 EXAMPLES = r"""
-- name: Count the rows of shop
+- name: Count the rows of shop, connected through the local socket as the postgres role
   runbook.ops.pg_inspect:
     database: shop
-    login_host: 127.0.10.21
-    login_user: lab
-    login_password: "{{ db_password }}"
-  no_log: true
+    login_host: /var/run/postgresql
+  become: true
+  become_user: postgres
 """
 
 RETURN = r"""
@@ -54,7 +50,9 @@ try:
 except ImportError:  # imported as a plain library on a host (drills, tests): stdlib only
     AnsibleModule = None
 
-from ansible_collections.runbook.ops.plugins.module_utils.pg_common import PgClient, PgError, count_rows, quote_literal
+from ansible_collections.runbook.ops.plugins.module_utils.pg_common import (
+    LOGIN_ARGUMENT_SPEC, PgClient, count_rows, exit_module, quote_literal,
+)
 
 
 EXISTS_SQL = """SELECT json_build_object(
@@ -67,11 +65,8 @@ EXISTS_SQL = """SELECT json_build_object(
 """
 
 
-def inspect(params):
-    client = PgClient(
-        params.get("login_host"), params.get("login_port"), params.get("login_user"),
-        params.get("login_password"), params.get("bin_dir"),
-    )
+def inspect(params, check_mode=False):
+    client = PgClient.from_params(params)
     database = params["database"]
     info = client.query_json(params.get("maintenance_db") or "postgres",
                              EXISTS_SQL % {"db": quote_literal(database)}, what="probe of the server")
@@ -89,24 +84,12 @@ def inspect(params):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            database=dict(type="str", required=True),
-            row_counts=dict(type="bool", default=True),
-            maintenance_db=dict(type="str", default="postgres"),
-            login_host=dict(type="str", default=""),
-            login_port=dict(type="int", default=5432),
-            login_user=dict(type="str", default=""),
-            login_password=dict(type="str", default="", no_log=True),
-            bin_dir=dict(type="str", default=""),
-        ),
-        supports_check_mode=True,
-    )
-    try:
-        result = inspect(module.params)
-    except (PgError, ValueError, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    exit_module(AnsibleModule, inspect, argument_spec=dict(
+        LOGIN_ARGUMENT_SPEC,
+        database=dict(type="str", required=True),
+        row_counts=dict(type="bool", default=True),
+        maintenance_db=dict(type="str", default="postgres"),
+    ))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ description:
   - In check mode, says which migrations it would roll back.
 version_added: "0.1.0"
 author: runbook-runner maintainers
+extends_documentation_fragment: [runbook.ops.postgres]
 options:
   database: {description: Database to roll back., type: str, required: true}
   target: {description: "Version to end at (C(0) - roll back everything).", type: str, required: true}
@@ -32,11 +33,6 @@ options:
   migrations_dir: {description: Directory of the migration files on the host (instead of O(scripts))., type: path, default: ""}
   table: {description: "Table of applied versions (C(schema_migrations) or C(schema.table)).", type: str, default: schema_migrations}
   lock_timeout: {description: lock_timeout inside each migration's transaction., type: str, default: 10s}
-  login_host: {description: Server host or socket directory (empty - libpq default)., type: str, default: ""}
-  login_port: {description: Server port., type: int, default: 5432}
-  login_user: {description: Role to connect as (empty - libpq default)., type: str, default: ""}
-  login_password: {description: Password of that role., type: str, default: "", no_log: true}
-  bin_dir: {description: Directory of the PostgreSQL client tools (empty - PATH)., type: str, default: ""}
 """
 
 EXAMPLES = r"""
@@ -69,7 +65,8 @@ except ImportError:  # imported as a plain library on a host (drills, tests): st
     AnsibleModule = None
 
 from ansible_collections.runbook.ops.plugins.module_utils.pg_common import (
-    PgClient, PgError, parse_qualified, quote_ident, quote_literal, sql_name, tail,
+    LOGIN_ARGUMENT_SPEC, ModuleFailure, PgClient, exit_module, parse_qualified, quote_ident, quote_literal, sql_name,
+    tail,
 )
 
 
@@ -77,10 +74,8 @@ MIGRATION_FILE = re.compile(r"^(\d+)_([A-Za-z0-9_.-]+)\.(up|down)\.sql$")
 TX_CONTROL = re.compile(r"^(BEGIN|START|COMMIT|END|ROLLBACK|ABORT)\b", re.IGNORECASE)
 
 
-class MigrationError(Exception):
-    def __init__(self, message, **extra):
-        Exception.__init__(self, message)
-        self.extra = extra
+class MigrationError(ModuleFailure):
+    """The rollback is refused, or a down script failed (the result so far goes with the failure)."""
 
 
 def load_migrations(scripts=None, directory=""):
@@ -232,10 +227,7 @@ def version_text(applied, migrations, number):
 
 
 def rollback(params, check_mode=False):
-    client = PgClient(
-        params.get("login_host"), params.get("login_port"), params.get("login_user"),
-        params.get("login_password"), params.get("bin_dir"),
-    )
+    client = PgClient.from_params(params)
     database = params["database"]
     table = params.get("table") or "schema_migrations"
     if not re.match(r"^\d+$", str(params["target"]).strip()):
@@ -290,29 +282,15 @@ def rollback(params, check_mode=False):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            database=dict(type="str", required=True),
-            target=dict(type="str", required=True),
-            scripts=dict(type="dict", default={}),
-            migrations_dir=dict(type="path", default=""),
-            table=dict(type="str", default="schema_migrations"),
-            lock_timeout=dict(type="str", default="10s"),
-            login_host=dict(type="str", default=""),
-            login_port=dict(type="int", default=5432),
-            login_user=dict(type="str", default=""),
-            login_password=dict(type="str", default="", no_log=True),
-            bin_dir=dict(type="str", default=""),
-        ),
-        supports_check_mode=True,
-    )
-    try:
-        result = rollback(module.params, check_mode=module.check_mode)
-    except MigrationError as exc:
-        module.fail_json(msg=str(exc), **exc.extra)
-    except (PgError, ValueError, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    exit_module(AnsibleModule, rollback, argument_spec=dict(
+        LOGIN_ARGUMENT_SPEC,
+        database=dict(type="str", required=True),
+        target=dict(type="str", required=True),
+        scripts=dict(type="dict", default={}),
+        migrations_dir=dict(type="path", default=""),
+        table=dict(type="str", default="schema_migrations"),
+        lock_timeout=dict(type="str", default="10s"),
+    ))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ description:
   - In check mode, says what it would do.
 version_added: "0.1.0"
 author: runbook-runner maintainers
+extends_documentation_fragment: [runbook.ops.postgres]
 options:
   database: {description: Live database name., type: str, required: true}
   mode: {description: How to restore., type: str, choices: [swap, in_place, tables, revert, cleanup], default: swap}
@@ -52,11 +53,14 @@ options:
   previous_database: {description: The C(<db>__pre_<stamp>) database to put back (mode C(revert))., type: str, default: ""}
   stamp: {description: Suffix for temporary names (empty - UTC now)., type: str, default: ""}
   maintenance_db: {description: Database to connect to for CREATE, DROP and RENAME., type: str, default: postgres}
-  login_host: {description: Server host or socket directory (empty - libpq default)., type: str, default: ""}
-  login_port: {description: Server port., type: int, default: 5432}
-  login_user: {description: Role to connect as (empty - libpq default)., type: str, default: ""}
-  login_password: {description: Password of that role., type: str, default: "", no_log: true}
-  bin_dir: {description: Directory of the PostgreSQL client tools (empty - PATH)., type: str, default: ""}
+  runbook_timeout:
+    description:
+      - Seconds the restore may take (0 - no limit; the rendered step sets it from its C(timeout)). At the limit,
+        or when the run that started the module is gone, pg_restore and psql are ended, a swap drops its temporary
+        database, and the module fails saying what it left (C(live_database)); what it leaves is also kept in the
+        run's state file on the host (see M(runbook.ops.work_state)).
+    type: float
+    default: 0.0
 """
 
 EXAMPLES = r"""
@@ -75,6 +79,8 @@ EXAMPLES = r"""
 RETURN = r"""
 restored: {description: What was restored, in one sentence., returned: success, type: str}
 live_touched: {description: Whether the live database was changed (also on failure)., returned: always, type: bool}
+live_database: {description: "What the restore left of the live database - untouched, dropping, dropped, restoring, restored, swapped (also on failure).", returned: always, type: str}
+stopped: {description: "Why the work was stopped - timeout, orphaned, signal (null when it was not).", returned: failure, type: str}
 rows_after: {description: Table -> rows in the live database after the restore., returned: success, type: dict}
 rows_before: {description: Table -> rows in the live database before the restore., returned: with count_before, type: dict}
 row_check: {description: "List of {table, expected, actual, ok}.", returned: when checked, type: list}
@@ -100,10 +106,21 @@ except ImportError:  # imported as a plain library on a host (drills, tests): st
     AnsibleModule = None
 
 from ansible_collections.runbook.ops.plugins.module_utils.pg_common import (
-    TABLES_SQL, PgClient, PgError, count_rows, display_name, parse_qualified, quote_ident, quote_literal,
-    sql_name, tail,
+    ALL_ROWS, COUNT_OWN_ROWS, LOGIN_ARGUMENT_SPEC, TABLES_SQL, PgClient, PgError, count_rows, display_name,
+    end_lost_sessions, parse_qualified, quote_ident, quote_literal, sql_name, tail,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_decode import DecodeError, toc_table_data
+from ansible_collections.runbook.ops.plugins.module_utils.host_work import (
+    current_work, tracked_popen, start_work,
+)
+
+
+# What an in-place restore stopped midway left of the live database, by the last step it had reached.
+LIVE_LEFT = {
+    "dropping": "may have been dropped (the stop came during DROP DATABASE)",
+    "dropped": "had been dropped and was not created again",
+    "restoring": "had been dropped and holds a partial restore",
+}
 
 
 class RestoreFailed(Exception):
@@ -212,23 +229,23 @@ def restore_argv(client, database, path, jobs, no_owner, single_transaction):
 
 def table_load_sql(tables, expected, lock_timeout):
     """Head and tail of the selective restore transaction; the data of each table streams in between."""
-    head = "SET lock_timeout = %s;\nBEGIN;\nTRUNCATE ONLY %s;\n" % (
-        quote_literal(lock_timeout), ", ".join(sql_name(t) for t in tables))
+    head = "SET lock_timeout = %s;\n%sBEGIN;\nTRUNCATE ONLY %s;\n" % (
+        quote_literal(lock_timeout), ALL_ROWS, ", ".join(sql_name(t) for t in tables))
     checks = []
     for table in tables:
         key = display_name(*parse_qualified(table))
         checks.append(
-            "  SELECT count(*) INTO n FROM %s;\n"
+            "  %s INTO n;\n"
             "  IF n <> %d THEN RAISE EXCEPTION USING MESSAGE = format("
             "'row count check failed for %%s: %%s rows, the backup has %%s', %s, n, %d); END IF;\n"
-            % (sql_name(table), int(expected[key]), quote_literal(key), int(expected[key])))
+            % (COUNT_OWN_ROWS % sql_name(table), int(expected[key]), quote_literal(key), int(expected[key])))
     tail_sql = "DO $runbook$\nDECLARE n bigint;\nBEGIN\n%sEND\n$runbook$;\nCOMMIT;\n" % "".join(checks)
     return head, tail_sql
 
 
 # Counts taken while pg_restore runs stay on one core: the restore keeps the rest.
 ONE_CORE = "SET max_parallel_workers_per_gather = 0;\n"
-COUNT_ONE_SQL = ONE_CORE + "SELECT count(*) FROM %s;\n"
+COUNT_ONE_SQL = ONE_CORE + ALL_ROWS + COUNT_OWN_ROWS + ";\n"
 LIST_TABLES_SQL = "SELECT coalesce(json_agg(json_build_array(t.nspname, t.relname)), '[]') FROM (%s) t;\n" % TABLES_SQL
 FINISHED_ITEM = re.compile(r"finished item (\d+) TABLE DATA ")
 
@@ -237,7 +254,8 @@ class LoadedTableCounter(object):
     """Counts the rows of each table of the restored copy as soon as pg_restore says its data is loaded
     (C(pg_restore -v -j N) prints "finished item <id> TABLE DATA ..."), in a thread, while pg_restore goes on
     building the indexes and constraints of the others. Nothing writes to the temporary database but pg_restore,
-    and a table's data is committed when its item finishes, so the count is the table's final count."""
+    and a table's data is committed when its item finishes, so the count is the table's final count: its own rows
+    (COUNT_OWN_ROWS), as the manifest counts them, not those of its inheritance children (other items)."""
 
     def __init__(self, client, database, entries):
         self.client = client
@@ -272,15 +290,39 @@ class LoadedTableCounter(object):
         return dict(self.counts)
 
 
-class Restorer(object):
+class LiveRowCount(object):
+    """The rows of every table of the live database, counted in a thread on one core while pg_restore fills
+    the temporary database."""
+
+    def __init__(self, client, database):
+        self.database = database
+        self.rows, self.error = None, None
+        self._thread = threading.Thread(target=self._count, args=(client,), name="count-live")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _count(self, client):
+        try:
+            self.rows = count_rows(client, self.database, ONE_CORE)
+        except PgError as exc:
+            self.error = str(exc)
+
+    def wait(self):
+        self._thread.join()
+        if self.error is not None:
+            raise RestoreFailed("row count of the live database %s failed: %s" % (self.database, self.error))
+        return self.rows
+
+
+class RestoreTarget(object):
+    """The live database and its server as probed, the result so far, and the steps the restore modes are
+    made of."""
+
     def __init__(self, params, check_mode=False):
         self.p = params
         self.check_mode = check_mode
         self.db = params["database"]
-        self.client = PgClient(
-            params.get("login_host"), params.get("login_port"), params.get("login_user"),
-            params.get("login_password"), params.get("bin_dir"),
-        )
+        self.client = PgClient.from_params(params)
         self.maint = params.get("maintenance_db") or "postgres"
         self.stamp = params.get("stamp") or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d_%H%M%S")
         self.lock_timeout = params.get("lock_timeout") or "10s"
@@ -300,9 +342,15 @@ class Restorer(object):
         self.props.update(dict((k, v) for k, v in props.items() if v))
         self.owner_ok = bool(self.server["roles"]) or (self.props.get("owner") == (self.server.get("live") or {}).get("owner"))
         self.result = {"changed": False, "mode": params.get("mode") or "swap", "database": self.db,
-                       "live_touched": False, "dropped": []}
+                       "live_touched": False, "live_database": "untouched", "dropped": []}
+        self.work = current_work()
 
-    # -- helpers ---------------------------------------------------------------------------------------
+    def leave(self, live_database):
+        """What the restore leaves of the live database from now on (in the result and, at once, on the host)."""
+        self.result["live_database"] = live_database
+        self.result["live_touched"] = live_database != "untouched"
+        self.work.note(live_database=live_database, live_touched=self.result["live_touched"], database=self.db)
+
     def admin(self, sql, what):
         return self.client.psql(self.maint, sql, what=what)
 
@@ -320,29 +368,14 @@ class Restorer(object):
         """With count_before, count the live database's rows in a thread (the restore does not touch it)."""
         if not (self.p.get("count_before") and self.live_exists):
             return None
-        box = {}
+        return LiveRowCount(self.client, self.db)
 
-        def count():
-            try:
-                box["rows"] = count_rows(self.client, self.db, ONE_CORE)
-            except PgError as exc:
-                box["error"] = str(exc)
-
-        thread = threading.Thread(target=count, name="count-live")
-        thread.daemon = True
-        thread.start()
-        return thread, box
-
-    def collect_before(self, started):
-        if started is None:
+    def collect_before(self, live_count):
+        if live_count is None:
             if self.p.get("count_before"):
                 self.result["rows_before"] = {}
             return
-        thread, box = started
-        thread.join()
-        if "error" in box:
-            raise RestoreFailed("row count of the live database %s failed: %s" % (self.db, box["error"]))
-        self.result["rows_before"] = box["rows"]
+        self.result["rows_before"] = live_count.wait()
 
     def pg_restore_counting(self, database):
         """pg_restore -j N into `database`, counting each table as soon as its data is loaded (see
@@ -351,7 +384,7 @@ class Restorer(object):
         entries = None
         if jobs > 1:
             try:
-                entries = toc_table_data(self.p["path"], self.p.get("bin_dir") or "")
+                entries = toc_table_data(self.p["path"], self.p.get("bin_dir") or "", known=set(self.expected))
             except DecodeError as exc:
                 raise PgError(str(exc))
         if not entries:
@@ -389,13 +422,100 @@ class Restorer(object):
             return dict((t, loaded[t]) for t in tables)
         return count_rows(self.client, database)
 
+    def restore_checked(self, temp):
+        """pg_restore into the temporary database, then check its row counts against the manifest (with
+        count_before, the live database is counted meanwhile); the restored counts."""
+        timings = self.result.setdefault("timings", {})
+        before = self.count_live_in_background()
+        started = time.time()
+        try:
+            loaded = self.pg_restore_counting(temp)
+        except PgError as exc:
+            if self.work.stopped:
+                raise RestoreFailed("restore of %s %s while pg_restore filled the temporary database %s; the live "
+                                    "database %s was not touched" % (self.db, self.work.describe(), temp, self.db))
+            raise RestoreFailed("decode check failed: the backup does not restore into the temporary database "
+                                "(%s); the live database %s was not touched" % (exc, self.db))
+        timings["pg_restore_s"] = round(time.time() - started, 3)
+        started = time.time()
+        self.collect_before(before)
+        timings["wait_live_count_s"] = round(time.time() - started, 3)
+        started = time.time()
+        actual = self.restored_counts(temp, loaded)
+        timings["count_restored_s"] = round(time.time() - started, 3)
+        checks = row_check(self.expected, actual) if self.expected else []
+        self.result["row_check"] = checks
+        decoded = {"name": "decode", "ok": True,
+                   "detail": "pg_restore read all of %s into %s" % (os.path.basename(self.p["path"]), temp)}
+        self.result["checks"] = [decoded] + as_checks(checks)
+        if any(not c["ok"] for c in checks):
+            raise RestoreFailed("row count check failed in %s: %s" % (temp, check_message(checks)))
+        return actual
+
     def need_path(self):
         if not self.p.get("path"):
             raise RestoreFailed("no backup path given")
         if not os.path.exists(self.p["path"]):
             raise RestoreFailed("backup data %s does not exist" % self.p["path"])
 
-    # -- modes -----------------------------------------------------------------------------------------
+    def load_tables(self, keys, head, tail_sql):
+        """psql reads BEGIN; TRUNCATE; <data>; <check>; COMMIT from us. COMMIT is written only after every
+        pg_restore succeeded; on any failure psql is killed with the transaction open, so it rolls back."""
+        argv = [self.client.tool("psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
+                "-d", self.client.conninfo(self.db), "-f", "-"]
+        errlog = tempfile.TemporaryFile()
+        psql = self.client.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
+        ok, reader = False, None
+        try:
+            psql.stdin.write(head.encode("utf-8"))
+            for key in keys:
+                schema, name = parse_qualified(key)
+                argv_r = [self.client.tool("pg_restore"), "--data-only", "-n", schema, "-t", name, "-f", "-"]
+                if self.p.get("disable_triggers"):
+                    argv_r.append("--disable-triggers")
+                argv_r.append(self.p["path"])
+                self.result.setdefault("commands", []).append(argv_r)
+                with tempfile.TemporaryFile() as rerr:
+                    reader = tracked_popen(argv_r, stdout=subprocess.PIPE, stderr=rerr, stdin=subprocess.DEVNULL)
+                    seen = False
+                    for line in reader.stdout:
+                        if line.startswith(b"COPY "):
+                            seen = True
+                        psql.stdin.write(line)
+                    rc = reader.wait()
+                    reader.stdout.close()
+                    if rc != 0:
+                        rerr.seek(0)
+                        raise RestoreFailed("pg_restore of %s failed (exit %d): %s; nothing was committed" % (
+                            key, rc, tail(rerr.read().decode("utf-8", "replace"), 4)))
+                if not seen:
+                    raise RestoreFailed("the backup holds no data for %s; nothing was committed" % key)
+            psql.stdin.write(tail_sql.encode("utf-8"))
+            psql.stdin.close()
+            rc = psql.wait()
+            errlog.seek(0)
+            err = errlog.read().decode("utf-8", "replace")
+            if rc != 0:
+                raise RestoreFailed("restore of %s rolled back: %s" % (", ".join(keys), tail(err, 6)))
+            ok = True
+        except (IOError, OSError) as exc:  # psql exited early (an error stopped it): report its message
+            errlog.seek(0)
+            raise RestoreFailed("restore of %s rolled back: %s" % (
+                ", ".join(keys), tail(errlog.read().decode("utf-8", "replace"), 6) or exc))
+        finally:
+            for proc in (reader, psql):
+                if not ok and proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            if reader is not None:
+                reader.stdout.close()
+            self.client.close_secret(psql)
+            errlog.close()
+
+
+class Restorer(RestoreTarget):
+    """The restore modes: swap, in_place, tables, revert, cleanup."""
+
     def cleanup(self):
         """Drop temporary databases of interrupted swaps, then check that the live database answers."""
         stale = self.stale_temps()
@@ -439,32 +559,11 @@ class Restorer(object):
             self.admin("".join(drop_sql(d, self.server_num) for d in stale), "drop of stale temporary databases")
             self.result["dropped"] = stale
         self.admin(create_sql(temp, self.props, self.owner_ok), "CREATE DATABASE %s" % temp)
-        timings = self.result.setdefault("timings", {})
-        before = self.count_live_in_background()
         try:
-            started = time.time()
-            try:
-                loaded = self.pg_restore_counting(temp)
-            except PgError as exc:
-                raise RestoreFailed("decode check failed: the backup does not restore into the temporary database "
-                                    "(%s); the live database %s was not touched" % (exc, self.db))
-            timings["pg_restore_s"] = round(time.time() - started, 3)
-            started = time.time()
-            self.collect_before(before)
-            timings["wait_live_count_s"] = round(time.time() - started, 3)
-            started = time.time()
-            actual = self.restored_counts(temp, loaded)
-            timings["count_restored_s"] = round(time.time() - started, 3)
-            checks = row_check(self.expected, actual) if self.expected else []
-            self.result["row_check"] = checks
-            decoded = {"name": "decode", "ok": True,
-                       "detail": "pg_restore read all of %s into %s" % (os.path.basename(self.p["path"]), temp)}
-            self.result["checks"] = [decoded] + as_checks(checks)
-            if any(not c["ok"] for c in checks):
-                raise RestoreFailed("row count check failed in %s: %s" % (temp, check_message(checks)))
+            actual = self.restore_checked(temp)
             started = time.time()
             self.do_swap(temp, previous)
-            timings["swap_s"] = round(time.time() - started, 3)
+            self.result["timings"]["swap_s"] = round(time.time() - started, 3)
         except (PgError, RestoreFailed) as exc:
             if not self.result["live_touched"]:
                 try:
@@ -491,14 +590,32 @@ class Restorer(object):
         for attempt in range(1, attempts + 1):
             try:
                 self.admin(sql, "swap of %s and %s" % (self.db, incoming))
-                self.result["live_touched"] = True
+                self.leave("swapped")
                 self.result["swap_attempts"] = attempt
                 return
             except PgError as exc:
+                if self.work.stopped:
+                    self.stopped_in_swap(incoming)
                 if "being accessed by other users" not in str(exc) or attempt == attempts:
                     hint = "" if self.p.get("terminate_connections", True) else " (terminate_connections is false)"
                     raise RestoreFailed("swap failed after %d attempt(s)%s: %s" % (attempt, hint, exc))
                 time.sleep(min(2.0, 0.25 * attempt))
+
+    def stopped_in_swap(self, incoming):
+        """The stop came during the swap transaction: whether it committed is read back from the server."""
+        try:
+            found = self.client.query_json(self.maint, "SELECT json_agg(datname) FROM pg_database WHERE datname = %s;"
+                                           % quote_literal(incoming), what="probe after the stop")
+        except PgError as exc:
+            self.leave("unknown")
+            raise RestoreFailed("restore of %s %s during the swap; whether the swap committed is not known (%s)"
+                                % (self.db, self.work.describe(), exc))
+        if found:
+            raise RestoreFailed("restore of %s %s before the swap committed; the live database %s was not touched"
+                                % (self.db, self.work.describe(), self.db))
+        self.leave("swapped")
+        raise RestoreFailed("restore of %s %s just after the swap committed: %s now holds the restored copy"
+                            % (self.db, self.work.describe(), self.db))
 
     def in_place(self):
         self.need_path()
@@ -510,14 +627,19 @@ class Restorer(object):
         jobs = int(self.p.get("jobs") or 2)
         try:
             if self.live_exists:
-                self.result["live_touched"] = True
+                self.leave("dropping")
                 self.admin(drop_sql(self.db, self.server_num), "DROP DATABASE %s" % self.db)
-            self.result["live_touched"] = True
+            self.leave("dropped")
             self.admin(create_sql(self.db, self.props, self.owner_ok), "CREATE DATABASE %s" % self.db)
+            self.leave("restoring")
             self.pg_restore(self.db, single_transaction=jobs <= 1)
             actual = count_rows(self.client, self.db)
         except PgError as exc:
+            if self.work.stopped:
+                raise RestoreFailed("in-place restore of %s %s: the live database %s" % (
+                    self.db, self.work.describe(), LIVE_LEFT[self.result["live_database"]]), live_touched=True)
             raise RestoreFailed("in-place restore of %s failed: %s" % (self.db, exc), live_touched=True)
+        self.leave("restored")
         checks = row_check(self.expected, actual) if self.expected else []
         self.result["row_check"] = checks
         self.result["checks"] = as_checks(checks)
@@ -552,7 +674,7 @@ class Restorer(object):
             return self.result
         head, tail_sql = table_load_sql(keys, self.expected, self.lock_timeout)
         self.load_tables(keys, head, tail_sql)
-        self.result["live_touched"] = True
+        self.leave("restored")
         actual = count_rows(self.client, self.db)
         self.result["row_check"] = row_check(dict((k, self.expected[k]) for k in keys),
                                              dict((k, actual.get(k)) for k in keys))
@@ -561,60 +683,6 @@ class Restorer(object):
         self.result["restored"] = "%s of %s restored from %s in one transaction (%d rows); other tables untouched" % (
             ", ".join(keys), self.db, os.path.basename(self.p["path"]), sum(actual.get(k, 0) for k in keys))
         return self.result
-
-    def load_tables(self, keys, head, tail_sql):
-        """psql reads BEGIN; TRUNCATE; <data>; <check>; COMMIT from us. COMMIT is written only after every
-        pg_restore succeeded; on any failure psql is killed with the transaction open, so it rolls back."""
-        argv = [self.client.tool("psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
-                "-d", self.client.conninfo(self.db), "-f", "-"]
-        errlog = tempfile.TemporaryFile()
-        psql = self.client.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
-        ok, reader = False, None
-        try:
-            psql.stdin.write(head.encode("utf-8"))
-            for key in keys:
-                schema, name = parse_qualified(key)
-                argv_r = [self.client.tool("pg_restore"), "--data-only", "-n", schema, "-t", name, "-f", "-"]
-                if self.p.get("disable_triggers"):
-                    argv_r.append("--disable-triggers")
-                argv_r.append(self.p["path"])
-                self.result.setdefault("commands", []).append(argv_r)
-                with tempfile.TemporaryFile() as rerr:
-                    reader = subprocess.Popen(argv_r, stdout=subprocess.PIPE, stderr=rerr, stdin=subprocess.DEVNULL)
-                    seen = False
-                    for line in reader.stdout:
-                        if line.startswith(b"COPY "):
-                            seen = True
-                        psql.stdin.write(line)
-                    rc = reader.wait()
-                    reader.stdout.close()
-                    if rc != 0:
-                        rerr.seek(0)
-                        raise RestoreFailed("pg_restore of %s failed (exit %d): %s; nothing was committed" % (
-                            key, rc, tail(rerr.read().decode("utf-8", "replace"), 4)))
-                if not seen:
-                    raise RestoreFailed("the backup holds no data for %s; nothing was committed" % key)
-            psql.stdin.write(tail_sql.encode("utf-8"))
-            psql.stdin.close()
-            rc = psql.wait()
-            errlog.seek(0)
-            err = errlog.read().decode("utf-8", "replace")
-            if rc != 0:
-                raise RestoreFailed("restore of %s rolled back: %s" % (", ".join(keys), tail(err, 6)))
-            ok = True
-        except (IOError, OSError) as exc:  # psql exited early (an error stopped it): report its message
-            errlog.seek(0)
-            raise RestoreFailed("restore of %s rolled back: %s" % (
-                ", ".join(keys), tail(errlog.read().decode("utf-8", "replace"), 6) or exc))
-        finally:
-            for proc in (reader, psql):
-                if not ok and proc is not None and proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-            if reader is not None:
-                reader.stdout.close()
-            self.client.close_secret(psql)
-            errlog.close()
 
     def revert(self):
         previous = self.p.get("previous_database") or ""
@@ -646,6 +714,7 @@ def run(params, check_mode=False):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            LOGIN_ARGUMENT_SPEC,
             database=dict(type="str", required=True),
             mode=dict(type="str", default="swap", choices=["swap", "in_place", "tables", "revert", "cleanup"]),
             path=dict(type="path", default=""),
@@ -663,26 +732,26 @@ def main():
             previous_database=dict(type="str", default=""),
             stamp=dict(type="str", default=""),
             maintenance_db=dict(type="str", default="postgres"),
-            login_host=dict(type="str", default=""),
-            login_port=dict(type="int", default=5432),
-            login_user=dict(type="str", default=""),
-            login_password=dict(type="str", default="", no_log=True),
-            bin_dir=dict(type="str", default=""),
+            runbook_timeout=dict(type="float", default=0.0),
         ),
         supports_check_mode=True,
     )
+    work = start_work("pg_restore_backup", module.params)
     restorer = None
     try:
         restorer = Restorer(module.params, module.check_mode)
         result = restorer.run()
-    except RestoreFailed as exc:
+    except (RestoreFailed, PgError, ValueError, OSError) as exc:
         extra = dict(restorer.result) if restorer else {}
-        extra.update(exc.extra)
-        extra["live_touched"] = bool(exc.live_touched or extra.get("live_touched"))
-        module.fail_json(msg=str(exc), **extra)
-    except (PgError, ValueError, OSError) as exc:
-        extra = dict(restorer.result) if restorer else {}
-        module.fail_json(msg=str(exc), **extra)
+        if isinstance(exc, RestoreFailed):
+            extra.update(exc.extra)
+            extra["live_touched"] = bool(exc.live_touched or extra.get("live_touched"))
+        msg = work.explain(str(exc))
+        if work.stopped:
+            end_lost_sessions(PgClient.from_params(module.params), work.started, module.params["maintenance_db"])
+        work.finish(True, msg)
+        module.fail_json(msg=msg, stopped=work.reason, **extra)
+    work.finish(False, result.get("restored", ""))
     module.exit_json(**result)
 
 

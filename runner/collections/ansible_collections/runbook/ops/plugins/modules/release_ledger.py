@@ -75,6 +75,12 @@ options:
   note:
     description: Free text stored with the release (for example the run id).
     type: str
+  intent:
+    description:
+      - Key of the step intent the release is recorded for (C(<run id>.<step id>), module step_intent), stored
+        with the release. When a release of that intent is already in the ledger (the step re-run after the
+        control node died), O(action=record) returns it and changes nothing.
+    type: str
   docker_host:
     description:
       - Docker Engine endpoint. With O(action=query) the running container is inspected and reported (C(running),
@@ -170,15 +176,14 @@ drift:
 import contextlib
 import copy
 import datetime
-import fcntl
 import json
 import os
 import re
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.ops.plugins.module_utils.docker_api import DockerClient, DockerError
 from ansible_collections.runbook.ops.plugins.module_utils.docker_spec import describe_container
+from ansible_collections.runbook.ops.plugins.module_utils.state_files import exclusive_lock, write_json
 
 FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -221,40 +226,13 @@ def load(path, container):
 
 
 def save_atomic(path, data):
-    """temp file in the same directory, fsync, rename over, fsync the directory."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Through the one writer: a temporary file in the same directory, fsync, rename over, fsync the directory."""
+    write_json(path, data)
 
 
-@contextlib.contextmanager
 def locked(ledger_dir, container):
     """Exclusive lock for one container's ledger (held across read-modify-write)."""
-    os.makedirs(ledger_dir, mode=0o755, exist_ok=True)
-    lock_path = os.path.join(ledger_dir, "." + container + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return exclusive_lock(ledger_dir, "." + container + ".lock")
 
 
 def same_image(a, b):
@@ -332,10 +310,14 @@ def append_release(ledger, data, action, now, verified=False, note=None, source_
     return release
 
 
-def apply_record(ledger, new, action, now, adopt=None, note=None, source_release=None):
-    """Append ``new`` as the current release. Returns (changed, release, adopted)."""
+def apply_record(ledger, new, action, now, adopt=None, note=None, source_release=None, intent=None):
+    """Append ``new`` as the current release. Returns (changed, release, adopted). A release already recorded
+    for ``intent`` (the same step of the same run, re-run) is returned as it is."""
     if not new.get("image") and not new.get("image_id"):
         raise LedgerError("record needs image or image_id")
+    done = [r for r in ledger["releases"] if intent and r.get("intent") == intent]
+    if done:
+        return False, done[-1], None
     adopted = None
     current = current_release(ledger)
     if adopt and (adopt.get("image_id") or adopt.get("image")) and (current is None or not same_image(current, adopt)):
@@ -344,6 +326,8 @@ def apply_record(ledger, new, action, now, adopt=None, note=None, source_release
     if current is not None and same_image(current, new):
         return adopted is not None, current, adopted
     release = append_release(ledger, new, action, now, note=note, source_release=source_release)
+    if intent:
+        release["intent"] = intent
     return True, release, adopted
 
 
@@ -394,6 +378,50 @@ def _running(params):
     return describe_container(client, params.get("docker_container") or params["container"])
 
 
+def query_ledger(p, result, running, inspected):
+    """Adds the current, previous and last verified releases (and drift from the running container) to result."""
+    ledger = load(result["path"], p["container"])
+    current = current_release(ledger)
+    if inspected:
+        result["drift"] = bool(running and current and not same_image(current, running))
+    result.update(
+        current=current,
+        previous=previous_release(ledger, running),
+        last_verified=last_verified_release(ledger),
+        releases=len(ledger["releases"]),
+    )
+
+
+def update_ledger(p, result, running, inspected, check_mode):
+    """record or mark_verified, under the ledger's lock (saved unless in check mode); adds what changed to result."""
+    now = utc_now()
+    context = contextlib.nullcontext() if check_mode else locked(p["ledger_dir"], p["container"])
+    with context:
+        ledger = load(result["path"], p["container"])
+        if p["action"] == "record":
+            new = {"image": p["image"], "image_id": p["image_id"], "digests": p["digests"], "spec": p["spec"]}
+            changed, release, adopted = apply_record(
+                ledger, new, p["release_action"], now, adopt=p["adopt"], note=p["note"], intent=p["intent"],
+                source_release=p["source_release"],
+            )
+        else:
+            changed, release, adopted = apply_mark_verified(ledger, now, running)
+        dropped = prune(ledger, p["keep"]) if changed else []
+        if changed and not check_mode:
+            save_atomic(result["path"], ledger)
+    result.update(
+        changed=changed,
+        release=release,
+        adopted=adopted,
+        dropped=dropped,
+        current=current_release(ledger),
+        previous=previous_release(ledger),
+        releases=len(ledger["releases"]),
+    )
+    if p["action"] == "mark_verified" and inspected:
+        result["drift"] = adopted is not None and len(ledger["releases"]) > 1
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -408,6 +436,7 @@ def main():
             source_release=dict(type="int"),
             adopt=dict(type="dict"),
             note=dict(type="str"),
+            intent=dict(type="str"),
             docker_host=dict(type="str"),
             docker_container=dict(type="str"),
             running=dict(type="dict"),
@@ -419,8 +448,7 @@ def main():
     p = module.params
     result = {"changed": False}
     try:
-        path = ledger_path(p["ledger_dir"], p["container"])
-        result["path"] = path
+        result["path"] = ledger_path(p["ledger_dir"], p["container"])
         running = _running(p) if p["action"] in ("query", "mark_verified") else None
         inspected = bool(p["docker_host"] or p["running"])
         if inspected and p["action"] in ("query", "mark_verified"):
@@ -429,44 +457,9 @@ def main():
                 if running else None
             )
         if p["action"] == "query":
-            ledger = load(path, p["container"])
-            current = current_release(ledger)
-            if inspected:
-                result["drift"] = bool(running and current and not same_image(current, running))
-            result.update(
-                current=current,
-                previous=previous_release(ledger, running),
-                last_verified=last_verified_release(ledger),
-                releases=len(ledger["releases"]),
-            )
-            module.exit_json(**result)
-
-        now = utc_now()
-        context = contextlib.nullcontext() if module.check_mode else locked(p["ledger_dir"], p["container"])
-        with context:
-            ledger = load(path, p["container"])
-            if p["action"] == "record":
-                new = {"image": p["image"], "image_id": p["image_id"], "digests": p["digests"], "spec": p["spec"]}
-                changed, release, adopted = apply_record(
-                    ledger, new, p["release_action"], now, adopt=p["adopt"], note=p["note"],
-                    source_release=p["source_release"],
-                )
-            else:
-                changed, release, adopted = apply_mark_verified(ledger, now, running)
-            dropped = prune(ledger, p["keep"]) if changed else []
-            if changed and not module.check_mode:
-                save_atomic(path, ledger)
-        result.update(
-            changed=changed,
-            release=release,
-            adopted=adopted,
-            dropped=dropped,
-            current=current_release(ledger),
-            previous=previous_release(ledger),
-            releases=len(ledger["releases"]),
-        )
-        if p["action"] == "mark_verified" and inspected:
-            result["drift"] = adopted is not None and len(ledger["releases"]) > 1
+            query_ledger(p, result, running, inspected)
+        else:
+            update_ledger(p, result, running, inspected, module.check_mode)
     except (LedgerError, DockerError, OSError) as exc:
         module.fail_json(msg=str(exc), **result)
     module.exit_json(**result)

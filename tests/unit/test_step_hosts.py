@@ -1,0 +1,51 @@
+"""The hosts of each step, resolved once per run as Ansible will resolve them: a templated `hosts:` with the params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.engine.inventory import step_hosts
+from runner.errors import InvalidInput
+from runner.language.model import Step
+
+
+@pytest.fixture
+def hosts_file(tmp_path: Path) -> Path:
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  children:\n    app: {hosts: {app1: {}, app2: {}}}\n    db: {hosts: {db: {}}}\n")
+    return path
+
+
+def step(step_id: str, hosts: str) -> Step:
+    return Step(id=step_id, uses="fixture_step", hosts=hosts)
+
+
+def test_a_templated_pattern_is_resolved_with_the_params_and_the_groups(hosts_file: Path) -> None:
+    steps = [
+        step("one", "{{ params.target }}"),
+        step("first", "{{ groups['app'] | first }}"),
+        step("all", "app:db"),
+        step("listed", "{{ params.many }}"),
+    ]
+    params = {"target": "app2", "many": ["db", "app1"]}
+    resolved = step_hosts(hosts_file, steps, None, params)
+    assert resolved.of([steps[0]]) == ["app2"]
+    assert resolved.of([steps[1]]) == ["app1"]
+    assert resolved.of([steps[2]]) == ["app1", "app2", "db"]
+    assert resolved.of([steps[3]]) == ["app1", "db"]
+    assert resolved.of(steps[:2]) == ["app1", "app2"]
+    assert step_hosts(hosts_file, steps, "app1", params).of(steps) == ["app1"]  # --limit still applies
+
+
+def test_a_param_value_is_data_not_a_template(hosts_file: Path) -> None:
+    evil = "{{ lookup('pipe', 'touch /tmp/runbook-pwned') }}"
+    resolved = step_hosts(hosts_file, [step("one", "{{ params.target }}")], None, {"target": evil})
+    assert resolved.of([step("one", "{{ params.target }}")]) == []
+    assert not Path("/tmp/runbook-pwned").exists()
+
+
+def test_a_pattern_that_cannot_be_resolved_is_refused_before_any_host_is_touched(hosts_file: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"step one: cannot resolve hosts"):
+        step_hosts(hosts_file, [step("one", "{{ params.nope }}")], None, {"target": "app1"})
