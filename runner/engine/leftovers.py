@@ -2,8 +2,8 @@
 
 ansible-runner's ansible-playbook outlives a killed `runbook run` and goes on through the playbook with nobody
 recording what it does. Before a run is resumed, the calls it left running are ended (they are recognised by the
-run's private directory on their command line), so the resumed run never acts beside them; a run whose own
-`runbook` process still lives is refused instead.
+run's directory on their command line: its playbooks, its lease and host-work calls), so the resumed run never
+acts beside them; a run whose own `runbook` process still lives is refused instead.
 """
 
 from __future__ import annotations
@@ -41,13 +41,14 @@ def refuse_if_running(run_id: str, control: dict[str, Any]) -> None:
 
 
 def calls_left_running(run_dir: Path) -> list[int]:
-    """The processes whose command line names the run's private directory (its ansible-playbook calls and their
-    workers), with everything they started (the ssh sessions whose end stops the modules on the hosts)."""
-    marker = (str(run_dir.resolve() / "ansible") + os.sep).encode()
+    """The processes whose command line names a file in the run's directory (its ansible-playbook calls and their
+    workers), with everything they started (the ssh sessions whose end stops the modules on the hosts); never this
+    process or one it runs under."""
+    marker = (str(run_dir.resolve()) + os.sep).encode()
     parents: dict[int, int] = {}
     found: set[int] = set()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
@@ -61,7 +62,11 @@ def calls_left_running(run_dir: Path) -> list[int]:
         more = {pid for pid, parent in parents.items() if parent in found} - found
         found |= more
         grown = bool(more)
-    return sorted(found)
+    mine, pid = set(), os.getpid()
+    while pid > 1 and pid not in mine:  # this process and its ancestors
+        mine.add(pid)
+        pid = parents.get(pid, 0)
+    return sorted(found - mine)
 
 
 def end_calls_left_running(run_dir: Path, timeout: float = 10.0) -> list[int]:

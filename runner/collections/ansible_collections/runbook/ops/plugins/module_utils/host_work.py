@@ -145,7 +145,8 @@ class HostWork(object):
         self._stopped_at = None
         self._procs = []  # (Popen, started after the stop)
         self._lock = threading.RLock()
-        self._wakeup = threading.Event()
+        self._wakeup = threading.Event()  # the watchdog's
+        self._stopping = threading.Event()  # set once, at the stop: wakes up sleep()
         self._done = threading.Event()
         self._thread = None
         self._handlers = {}
@@ -200,6 +201,7 @@ class HostWork(object):
             self.reason = reason
             self._stopped_at = self.clock()
             self._signal(signal.SIGTERM, lambda late: not late)
+        self._stopping.set()
         self._wakeup.set()
 
     def describe(self):
@@ -226,7 +228,7 @@ class HostWork(object):
         """Sleep, waking up (WorkStopped) when the work is stopped or its time is up."""
         self.check()
         left = self.remaining()
-        self._wakeup.wait(seconds if left is None else min(seconds, left))
+        self._stopping.wait(seconds if left is None else min(seconds, left))
         self.check()
 
     # ------------------------------------------------------------------------------------------ processes
