@@ -122,7 +122,7 @@ def plan(
     else:
         if params is not None:
             ensure_resolved_options(runbook, params.values, roles_paths)
-        hosts = step_hosts(inventory, runbook.all_steps, limit)
+        hosts = step_hosts(inventory, runbook.all_steps, limit, params.values if params is not None else None)
     texts = plan_texts(runbook, roles_paths, params, inventory, hosts)
     rows = [
         PlanRow(

@@ -25,12 +25,14 @@ class ResumePlan:
     """Where the resumed run starts and what it reuses; the run records resumed_from in its journal and report."""
 
     resumed_from: str
-    start_at: str
+    start_at: str  # "": every main step succeeded and the run was killed before it ended; only its end is left
     hosts: list[str]  # empty: all hosts of the steps
     recorded: dict[str, dict[str, Any]]  # host -> step id -> outputs of the steps before start_at
     origin_run_id: str = ""  # the first run of the chain: a step re-run finds its intents on the hosts by it
 
     def main_steps(self, runbook: Runbook) -> tuple[Step, ...]:
+        if not self.start_at:
+            return ()
         ids = [s.id for s in runbook.steps]
         return runbook.steps[ids.index(self.start_at) :]
 
@@ -107,8 +109,8 @@ def plan_resume(
             if not statuses or any(s not in ("succeeded", "skipped") for s in statuses) or step.id in masked_outputs:
                 start = step.id  # a step whose outputs held a secret runs again: the journal keeps them masked
                 break
-    if start is None:
-        raise InvalidInput(f"every step of run {state.run_id} succeeded; use --from STEP to run again")
+    if start is None:  # killed after its last step, before it ended: the resumed run only ends it
+        return ResumePlan(state.run_id, "", [], _recorded(state, set(ids)), origin_run_id=state.origin_run_id)
     hosts: list[str] = []
     if failed_hosts_only:
         hosts = sorted(h for (sid, h), r in state.results.items() if sid == start and r["status"] != "succeeded")
@@ -121,8 +123,13 @@ def plan_resume(
             f"the outputs of step {unusable[0]!r} held a secret, which the journal keeps masked; resume from "
             f"that step or an earlier one (--from {unusable[0]})"
         )
+    return ResumePlan(state.run_id, start, hosts, _recorded(state, before), origin_run_id=state.origin_run_id)
+
+
+def _recorded(state: JournalState, steps: set[str]) -> dict[str, dict[str, Any]]:
+    """host -> step id -> the outputs the run recorded for the succeeded steps among STEPS."""
     recorded: dict[str, dict[str, Any]] = {}
     for (sid, host), record in state.results.items():
-        if sid in before and record.get("status") == "succeeded":
+        if sid in steps and record.get("status") == "succeeded":
             recorded.setdefault(host, {})[sid] = record.get("outputs") or {}
-    return ResumePlan(state.run_id, start, hosts, recorded, origin_run_id=state.origin_run_id)
+    return recorded

@@ -181,6 +181,8 @@ class _Run(RunLog):
                     status, detail = RunStatus.INTERRUPTED, self.cancel.reason()
                 elif main_ok:
                     status = RunStatus.SUCCEEDED
+                    if not main_steps:
+                        detail = f"every step had succeeded in run {self.resumed_from}; this run only ended it"
                 elif self.approvals.declined:
                     status, detail = RunStatus.FAILED, self.approvals.declined
                 else:

@@ -96,7 +96,10 @@ def kill_at(state: Path, argv: list[str], delay: float) -> Killed:
     with (state / "runs.log").open("ab") as log:
         proc = subprocess.Popen([str(RUNBOOK), *argv], stdout=log, stderr=log, cwd=ROOT,
                                 env={**os.environ, "RUNBOOK_STATE_DIR": str(state)})  # fmt: skip
-    run_dir = _new_run_dir(runs, before, proc)
+    try:
+        run_dir = _new_run_dir(runs, before, proc)
+    except AssertionError as exc:
+        raise AssertionError(f"runbook {' '.join(argv)}: {exc}: {(state / 'runs.log').read_text()[-1500:]}") from None
     began = time.monotonic()
     try:
         rc: int | None = proc.wait(timeout=delay)

@@ -79,3 +79,16 @@ def test_plan_prints_the_question_the_run_will_ask(
     out = capsys.readouterr().out
     assert "confirm: Replace database shop with backup latest (swap)?" in out
     assert "{{" not in out
+
+
+def test_plan_resolves_a_templated_hosts_with_the_params(tmp_path: Path, roles_paths: list[Path]) -> None:
+    path = tmp_path / "rb.yml"
+    path.write_text(
+        "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: tp}\nspec:\n"
+        "  params: {target: {type: string, default: app1}}\n"
+        '  steps:\n    - {id: look, hosts: "{{ params.target }}", uses: verify, with: {http: [{url: "http://127.0.0.1:1/"}]}}\n'
+    )
+    runbook = load_runbook(path, roles_paths)
+    params = resolve(runbook, {"target": "app2"})
+    plan = api.plan(runbook, INVENTORIES_DIR / "lab" / "hosts.yml", None, roles_paths, params)
+    assert [row.hosts for row in plan.rows] == [["app2"]]

@@ -66,6 +66,20 @@ def test_a_resumed_run_keeps_the_first_run_of_the_chain(tmp_path: Path, roles_pa
     assert plan.recorded == {"h1": {"first": {"a": 1}}}
 
 
+def test_a_run_killed_after_its_last_step_is_only_ended_by_its_resume(tmp_path: Path, roles_paths: list[Path]) -> None:
+    run_dir, fields = a_run(tmp_path, roles_paths)
+    journal = Journal(run_dir / "journal.jsonl", NOBODY)
+    journal.append("run_start", **fields)
+    for step in ("first", "second"):
+        journal.append("step_result", step_id=step, phase="main", host="h1", status="succeeded", outputs={"s": step})
+    journal.close()  # killed before run_end: the report, history and run_end were never written
+    state = read_state(run_dir)
+    runbook = load_runbook(state.runbook_file, roles_paths)
+    plan = plan_resume(state, runbook, None, False)
+    assert plan.main_steps(runbook) == ()  # nothing runs again on the hosts
+    assert plan.recorded == {"h1": {"first": {"s": "first"}, "second": {"s": "second"}}}
+
+
 def deep(levels: int) -> str:
     return "[" * levels + "]" * levels
 
