@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "runner" / "collections"))
 
-from ansible_collections.runbook.ops.plugins.module_utils import retention_plan as rp  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils import retention_plan as rp
 
 NOW = 1_800_000_000.0
 EXAMPLES = 2000
@@ -26,7 +26,8 @@ def backup_sets(draw: Any) -> list[dict[str, Any]]:
     for i, age in enumerate(ages):
         backups.append({
             "name": f"db-{i:03d}", "time": NOW - age, "size": draw(st.integers(0, 10**9)),
-            "state": draw(st.sampled_from(rp.STATES)), "latest": False, "reading": draw(st.booleans()) and draw(st.booleans()),
+            "state": draw(st.sampled_from(rp.STATES)), "latest": False,
+            "reading": draw(st.booleans()) and draw(st.booleans()),
             "compressed": draw(st.booleans()), "offsite": draw(st.sampled_from(rp.OFFSITE_STATES)),
         })
     if backups and draw(st.booleans()):
