@@ -83,3 +83,23 @@ def test_seed_004_files_by_pattern(tmp_path: Path) -> None:
                                    "db_backup_20251022_153000.sql": ["delete"],
                                    "db_backup_20251023_153000.sql": []}
     assert "latest" in next(e["rule"] for e in got["plan"] if e["name"].startswith("db_backup_20251023"))
+
+
+def test_a_compressed_backup_still_verifies_and_a_damaged_one_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = retention.rf
+    monkeypatch.setattr(check, "compressor", lambda: "gzip")
+    partial = tmp_path / "m1.archive.gz.partial"
+    partial.write_bytes(gzip.compress(b"\x6d\xe2\x99\x81" + os.urandom(4096)))
+    finalize.finalize({"dir": str(tmp_path), "name": "m1", "format": "archive", "kind": "mongodb",
+                       "database": "rbret", "metadata": {}, "update_latest": True, "marker": ".latest"})
+    backup = next(b for b in check.read_managed(str(tmp_path), "mongodb", ".latest", {}))
+    check.compress(str(tmp_path), backup, managed=True)
+    from ansible_collections.runbook.ops.plugins.module_utils import backup_check
+    got = backup_check.verify({"kind": "mongodb", "dir": str(tmp_path), "backup": "latest"})
+    assert got["ok"] and "decompress" in [c["name"] for c in got["checks"]]
+    manifest = json.loads((tmp_path / "m1.manifest.json").read_text())
+    manifest["original"]["sha256"] = "0" * 64  # the decode no longer proves the original
+    (tmp_path / "m1.manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(backup_check.Refused, match="decodes to sha256"):
+        backup_check.verify({"kind": "mongodb", "dir": str(tmp_path), "backup": "latest"})
