@@ -26,7 +26,8 @@ description:
 version_added: "0.2.0"
 author: runbook-runner maintainers
 options:
-  action: {description: What to do., type: str, choices: [plan, apply, survey, receive], default: plan}
+  action: {description: What to do (C(policy) only checks the policy; C(prepare) makes O(dir))., type: str, choices: [policy, plan, apply, survey, receive, prepare], default: plan}
+  host: {description: For C(receive) - inventory name of this (the backup) host, recorded with each copy., type: str, default: ""}
   phase: {description: Which part of the plan C(apply) executes., type: str, choices: [compress, delete], default: delete}
   dir: {description: Backup directory., type: path, required: true}
   kind: {description: "Managed backups (postgres, mongodb) or plain files (files, with O(pattern)).", type: str, choices: [postgres, mongodb, files], default: postgres}
@@ -66,6 +67,7 @@ except ImportError:  # imported as a plain library (tests): stdlib only
 
 from ansible_collections.runbook.ops.plugins.module_utils import retention_files as rf
 from ansible_collections.runbook.ops.plugins.module_utils import retention_plan as rp
+from ansible_collections.runbook.ops.plugins.module_utils.safe_files import ensure_dir
 from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
     MANIFEST_SUFFIX, PARTIAL_SUFFIX, fsync_path, sha256_file, write_atomic,
 )
@@ -214,12 +216,19 @@ def receive(params, check_mode):
         else:
             write_atomic(os.path.join(directory, "." + os.path.basename(final) + ".sha256"), (got + "\n").encode())
         fsync_path(directory)
-        received[item["name"]] = {"path": final, "sha256": got, "verified_at": now}
+        received[item["name"]] = {"host": params.get("host") or "", "path": final, "sha256": got, "verified_at": now}
     return {"changed": bool(received), "received": received}
 
 
 def run(params, check_mode=False):
     action = params.get("action") or "plan"
+    if action == "policy":
+        return {"changed": False, "policy": rp.check_policy(_typed(params.get("policy")))}
+    if action == "prepare":
+        if check_mode or os.path.isdir(params["dir"]):
+            return {"changed": False}
+        ensure_dir(params["dir"], 0o700)
+        return {"changed": True}
     if action == "plan":
         return _result(planned(params)[1])
     if action == "apply":
@@ -232,7 +241,8 @@ def run(params, check_mode=False):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            action=dict(type="str", default="plan", choices=["plan", "apply", "survey", "receive"]),
+            action=dict(type="str", default="plan", choices=["policy", "plan", "apply", "survey", "receive", "prepare"]),
+            host=dict(type="str", default=""),
             phase=dict(type="str", default="delete", choices=["compress", "delete"]),
             dir=dict(type="path", required=True),
             kind=dict(type="str", default="postgres", choices=["postgres", "mongodb", "files"]),
