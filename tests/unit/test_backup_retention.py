@@ -92,10 +92,14 @@ def test_a_compressed_backup_still_verifies_and_a_damaged_one_is_refused(
     partial = tmp_path / "m1.archive.gz.partial"
     partial.write_bytes(gzip.compress(b"\x6d\xe2\x99\x81" + os.urandom(4096)))
     finalize.finalize({"dir": str(tmp_path), "name": "m1", "format": "archive", "kind": "mongodb",
-                       "database": "rbret", "metadata": {}, "update_latest": True, "marker": ".latest"})
-    backup = next(b for b in check.read_managed(str(tmp_path), "mongodb", ".latest", {}))
-    check.compress(str(tmp_path), backup, managed=True)
+                       "database": "rbret", "metadata": {"compression": "gzip"}, "update_latest": True,
+                       "marker": ".latest"})  # "compression" as backup_mongo writes it: the archive's own gzip
     from ansible_collections.runbook.ops.plugins.module_utils import backup_check
+    before = backup_check.verify({"kind": "mongodb", "dir": str(tmp_path), "backup": "latest"})
+    assert before["ok"] and "decompress" not in [c["name"] for c in before["checks"]]
+    backup = next(b for b in check.read_managed(str(tmp_path), "mongodb", ".latest", {}))
+    assert not backup["compressed"]
+    check.compress(str(tmp_path), backup, managed=True)
     got = backup_check.verify({"kind": "mongodb", "dir": str(tmp_path), "backup": "latest"})
     assert got["ok"] and "decompress" in [c["name"] for c in got["checks"]]
     manifest = json.loads((tmp_path / "m1.manifest.json").read_text())

@@ -227,13 +227,13 @@ def _decompress_into(path, method, out):
 
 @contextlib.contextmanager
 def plain_copy(data_path, manifest, passed):
-    """The backup's data as written by the dump: the file itself, or (a compressed backup, manifest key
-    compression) a scratch copy decoded from it and proved equal to the original's recorded sha256."""
-    method = manifest.get("compression")
-    if not method:
+    """The backup's data as written by the dump: the file itself, or (a backup compressed by backup_retention,
+    manifest keys original and compression) a scratch copy decoded from it and proved equal to the original's recorded sha256."""
+    if not isinstance(manifest.get("original"), dict):  # "compression" alone is the dump's own (pg_dump -Z, mongo gzip)
         yield data_path
         return
-    original = (manifest.get("original") or {}).get("sha256")
+    method = manifest.get("compression")
+    original = manifest["original"].get("sha256")
     if method not in ("zstd", "gzip") or not original:
         raise Refused("manifest", "compression %r without the original's sha256" % (method,))
     with tempfile.NamedTemporaryFile(prefix="runbook-decode-", suffix=os.path.basename(data_path)) as scratch:

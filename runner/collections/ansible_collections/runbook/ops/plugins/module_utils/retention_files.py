@@ -73,7 +73,7 @@ def read_managed(directory, kind, marker, offsite):
         found.append(_base({
             "name": name, "time": when, "size": int(manifest.get("size") or 0), "state": state,
             "latest": name == latest, "reading": os.path.lexists(os.path.join(directory, READING_PREFIX + name)),
-            "compressed": bool(manifest.get("compression")), "data": os.path.basename(data),
+            "compressed": isinstance(manifest.get("original"), dict), "data": os.path.basename(data),
             "sha256": manifest.get("sha256", ""), "format": manifest.get("format", ""),
         }, offsite))
     return found
@@ -171,7 +171,8 @@ def _rewrite_manifest(directory, name, method, final, original):
     entry = manifest["files"][0]
     if entry.get("sha256") != original:
         raise ValueError("backup %s changed since it was read (sha256 differs)" % name)
-    manifest["original"] = {"data": manifest["data"], "size": manifest["size"], "sha256": original}
+    manifest["original"] = {"data": manifest["data"], "size": manifest["size"], "sha256": original,
+                            "compression": manifest.get("compression", "")}  # the dump's own (pg_dump -Z)
     size, digest = os.path.getsize(final), sha256_file(final)
     manifest.update({"compression": method, "data": os.path.basename(final), "size": size, "sha256": digest,
                      "files": [{"path": os.path.basename(final), "size": size, "sha256": digest}]})

@@ -137,7 +137,7 @@ def _copy_list(params, backups, entries):
         path = os.path.join(params["dir"], backup["data"])
         manifest = "" if params["kind"] == "files" else os.path.join(params["dir"], entry["name"] + MANIFEST_SUFFIX)
         copies.append({"name": entry["name"], "file": backup["data"], "path": path, "sha256": sha256_file(path),
-                       "manifest": manifest})
+                       "manifest": manifest, "mtime": os.stat(path).st_mtime})
     return copies
 
 
@@ -154,13 +154,13 @@ def apply(params, check_mode):
         if phase not in entry["actions"]:
             continue
         result["done"].append([entry["name"], phase])
+        result["changed"] = True  # in check mode: would change
         if check_mode:
             continue
         if phase == "compress":
             rf.compress(params["dir"], by_name[entry["name"]], managed)
         else:
             _delete_one(params, by_name[entry["name"]], managed)
-        result["changed"] = True
     if phase == "compress":
         backups, entries = planned(params)
         result["copies"] = [] if check_mode else _copy_list(params, backups, entries)
@@ -209,6 +209,8 @@ def receive(params, check_mode):
         if got != item["sha256"]:
             os.unlink(partial)
             raise ValueError("offsite copy of %s arrived with sha256 %s, sent %s" % (item["file"], got, item["sha256"]))
+        if item.get("mtime"):
+            os.utime(partial, (float(item["mtime"]), float(item["mtime"])))  # the backup's age travels with it
         os.rename(partial, final)
         if item.get("manifest"):
             manifest = os.path.join(directory, os.path.basename(item["manifest"]))
