@@ -48,7 +48,7 @@ def backups(lab: object, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def age(names: list[str]) -> None:
-    for name, days in zip(names, AGES):
+    for name, days in zip(names, AGES, strict=True):
         host_sh("db", f"touch -d '{days} days ago' {DIR}/{name}.dump")
 
 
@@ -136,7 +136,7 @@ def test_a_held_lease_stops_the_cleanup_with_exit_4_naming_the_holder(scratch: l
 def test_kill_9_during_cleanup_leaves_nothing_half_done_and_the_next_run_finishes(
         scratch: list[str], tmp_path: Path) -> None:
     names = sorted(names_in("db", DIR), reverse=True)
-    for name, days in zip(names, (0, 30, 40, 50)):
+    for name, days in zip(names, (0, 30, 40, 50), strict=False):
         host_sh("db", f"touch -d '{days} days ago' {DIR}/{name}.dump")
     args = ["run", "runbooks/backup-cleanup.yml", "-i", INVENTORY, "-p", f"database={DB}", "-p",
             f"backup_dir={DIR}", "-p", "keep_last=1", "-p", "keep_days=5", "-p", "compress_after_days=1"]
