@@ -50,6 +50,7 @@ def test_cleanup_executes_exactly_the_plan(tmp_path: Path, monkeypatch: pytest.M
     manifest = json.loads((tmp_path / "b3.manifest.json").read_text())
     assert manifest["compression"] == "gzip" and manifest["original"]["sha256"] == original
     assert manifest["data"] == "b3.dump.gz"
+    assert abs((tmp_path / "b3.dump.gz").stat().st_mtime - (time.time() - 5 * DAY)) < 60  # its age kept
     assert hashlib.sha256(gzip.decompress((tmp_path / "b3.dump.gz").read_bytes())).hexdigest() == original
     again = retention.run(params(tmp_path))
     assert all(not acts for acts in again["plan_actions"].values())

@@ -154,6 +154,8 @@ def compress(directory, backup, managed):
     if decoded_sha256(partial, method) != original:
         os.unlink(partial)
         raise ValueError("compressed copy of %s does not decode to the original" % backup["name"])
+    info = os.stat(source)
+    os.utime(partial, (info.st_atime, info.st_mtime))  # the backup's age is its data file's mtime: kept
     os.rename(partial, final)
     fsync_path(directory)
     if managed:
