@@ -32,7 +32,7 @@ def names_in(host: str, directory: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def backups(lab: object, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def backups(lab: object, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Five verified backups of the scratch database, newest first, aged 0, 3, 10, 20 and 40 days."""
     state = tmp_path_factory.mktemp("state")
     shop_copy(DB)
@@ -44,7 +44,10 @@ def backups(lab: object, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         time.sleep(1.1)  # backup names carry the second they were taken
     names = sorted(names_in("db", DIR), reverse=True)
     assert len(names) == len(AGES)
-    return names
+    yield names
+    drop_databases("rbret_")
+    host_sh("db", "rm -rf /var/backups/rbret")
+    host_sh("backup", f"rm -rf {OFFSITE}")
 
 
 def age(names: list[str]) -> None:
@@ -65,8 +68,8 @@ def planned(state: Path) -> dict[str, list[str]]:
 
 @pytest.fixture
 def scratch(backups: list[str]) -> Any:
-    yield backups
-    drop_databases("rbret_restored")
+    return backups
+
 
 
 def test_cleanup_deletes_exactly_the_plan_and_the_newest_restores(scratch: list[str], tmp_path: Path) -> None:
@@ -98,10 +101,12 @@ def test_cleanup_deletes_exactly_the_plan_and_the_newest_restores(scratch: list[
     again = cleanup(tmp_path, *policy, check=True)
     assert again.returncode == 0 and all(not acts for acts in planned(tmp_path).values()), planned(tmp_path)
 
-    restored = run(tmp_path, "postgres-restore", "--yes", "-p", "database=rbret_restored", "-p",
-                   f"backup_dir={DIR}", "-p", f"backup={names[0]}", "-p", "mode=in_place")
+    with pg(DB) as conn:  # the scratch database loses rows; the newest backup must bring them back
+        conn.execute("DELETE FROM orders WHERE id % 2 = 0")
+    restored = run(tmp_path, "postgres-restore", "--yes", "-p", f"database={DB}", "-p", f"backup_dir={DIR}",
+                   "-p", f"backup={names[0]}", "-p", "mode=in_place")
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    with pg("rbret_restored") as conn:
+    with pg(DB) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (1000,)
 
 
