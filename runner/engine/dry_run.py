@@ -30,6 +30,7 @@ class CheckedStep:
     host: str
     outcome: str
     message: str
+    details: tuple[str, ...] = ()  # a role's own plan (outputs key `plan`, e.g. backup_retention's per backup)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def format_text(run: DryRun) -> str:
     lines = ["check mode (what each step would change; nothing was changed):"]
     for step in run.steps:
         lines.append(f"  {step.step_id:<18} {step.host:<16} {step.outcome:<11} {step.message}".rstrip())
+        lines.extend(f"      {line}" for line in step.details)
     return "\n".join(lines) + "\n"
 
 
@@ -85,7 +87,9 @@ def _checked(result: HostStepResult, redactor: Redactor) -> CheckedStep:
         message = "; ".join(part for part in (would, result.message) if part)
     elif result.status == INCOMPLETE:
         message = "stopped before the step finished (another host failed)"
-    return CheckedStep(result.step_id, result.host, outcome, redactor.text(message))
+    plan = result.outputs.get("plan") if isinstance(result.outputs, dict) else None
+    details = tuple(redactor.text(str(line)) for line in plan) if isinstance(plan, list) else ()
+    return CheckedStep(result.step_id, result.host, outcome, redactor.text(message), details)
 
 
 def _ignore_result(result: HostStepResult) -> None:
