@@ -1,5 +1,5 @@
 """The lease plays the runner wraps around a run's calls, and how their events are read (no Ansible run here;
-tests/integration/test_run_leases.py runs them)."""
+tests/integration/test_run_leases_lab.py runs them)."""
 
 from __future__ import annotations
 
