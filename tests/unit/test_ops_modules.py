@@ -937,3 +937,17 @@ def test_outside_a_run_no_intent_is_kept(tmp_path: Path) -> None:
     result = intents_mod.run({"run_id": "", "step_id": "rollback", "action": "record", "data": {"a": 1},
                               "dir": str(tmp_path)})
     assert result == {"changed": False, "key": "", "found": False, "intent": {}} and not list(tmp_path.iterdir())
+
+
+MODULE_FILES = sorted((ROOT / "runner/collections/ansible_collections/runbook/ops/plugins/modules").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULE_FILES, ids=[p.stem for p in MODULE_FILES])
+def test_every_module_documents_itself_in_yaml_that_parses(path: Path) -> None:
+    """ansible-doc and the option checks of `runbook validate` read these blocks: one that does not parse hides the
+    module's options from both."""
+    module = _load(path.stem)
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc["module"] == path.stem and doc["short_description"] and isinstance(doc.get("options", {}), dict)
+    yaml.safe_load(module.EXAMPLES)
+    yaml.safe_load(module.RETURN)

@@ -16,7 +16,7 @@ description:
   - Every task of a rendered step runs with the environment variables C(RUNBOOK_WORK) (the run id) and
     C(RUNBOOK_WORK_HOST) (the inventory host), and so does every process it starts. After a task failed by
     Ansible's timeout, or after a run was cancelled, this module finds the processes of that run on the host
-    (other than itself and its parents) and tells them the run is gone (SIGHUP, with O(stop)): a module of the
+    (other than itself and its parents) and tells them the run is gone (SIGHUP, with O(stop)); a module of the
     collection then stops its own work, cleans up and records what it left; a plain command ends. It waits up
     to O(wait) seconds for them to end, then ends what is still there (SIGTERM, SIGKILL 5 seconds later).
   - Returns the state the last module of the run recorded on the host (C(state)), and whether the work is
