@@ -121,28 +121,36 @@ def test_a_corrupt_offsite_copy_is_found_and_sent_again(scratch: list[str], tmp_
 
 
 def test_a_held_lease_stops_the_cleanup_with_exit_4_naming_the_holder(scratch: list[str], tmp_path: Path) -> None:
-    # A backup of the same database holds the db host's lease while it runs.
+    # A backup on the same host holds the db host's lease while it runs: one of a database big enough that the
+    # dump outlasts the cleanup's start (the lease is the host's, whatever database the backup is of).
+    big = "rbret_big"
+    shop_copy(big)
+    with pg(big) as conn:
+        conn.execute("CREATE TABLE ballast AS SELECT g AS id, md5(g::text) AS a, md5((g + 1)::text) AS b"
+                     " FROM generate_series(1, 1500000) g")  # fmt: skip
     backup = subprocess.Popen(
-        [str(RUNBOOK), "run", "runbooks/postgres-backup.yml", "-i", INVENTORY, "-p", f"database={DB}", "-p",
-         f"backup_dir={DIR}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [str(RUNBOOK), "run", "runbooks/postgres-backup.yml", "-i", INVENTORY, "-p", f"database={big}", "-p",
+         "backup_dir=/var/backups/rbret/big"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "RUNBOOK_STATE_DIR": str(tmp_path / "other")},
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "host.json" not in host_sh("db", "ls /var/lib/runbook/locks"):
-            time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "pg_dump" not in host_sh("db", "ps -eo args"):
+            time.sleep(0.2)  # the backup holds the lease and dumps
         refused = cleanup(tmp_path, "-p", "keep_last=3")
         assert refused.returncode == 4, refused.stdout + refused.stderr
         assert "held by run postgres-backup-" in refused.stderr
     finally:
-        backup.wait(timeout=120)
+        out, _ = backup.communicate(timeout=300)
+    assert backup.returncode == 0, out
 
 
 def test_kill_9_during_cleanup_leaves_nothing_half_done_and_the_next_run_finishes(
         scratch: list[str], tmp_path: Path) -> None:
     names = sorted(names_in("db", DIR), reverse=True)
-    for name, days in zip(names, (0, 30, 40, 50), strict=False):
-        host_sh("db", f"touch -d '{days} days ago' {DIR}/{name}.dump")
+    for name, days in zip(names, (0, 30, 40, 50), strict=False):  # the data file its manifest names: compressed or not
+        data = json.loads(host_sh("db", f"cat {DIR}/{name}.manifest.json"))["data"]
+        host_sh("db", f"touch -c -d '{days} days ago' {DIR}/{data}")
     args = ["run", "runbooks/backup-cleanup.yml", "-i", INVENTORY, "-p", f"database={DB}", "-p",
             f"backup_dir={DIR}", "-p", "keep_last=1", "-p", "keep_days=5", "-p", "compress_after_days=1"]
     victim = subprocess.Popen([str(RUNBOOK), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -160,5 +168,6 @@ def test_kill_9_during_cleanup_leaves_nothing_half_done_and_the_next_run_finishe
     # The killed run's lease names a dead holder on this control node: the next run takes it over.
     done = cleanup(tmp_path, "-p", "keep_last=1", "-p", "keep_days=5", "-p", "compress_after_days=1")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert names_in("db", DIR) == [names[0]]
+    latest = host_sh("db", f"cat {DIR}/.latest").strip().rsplit("/", 1)[-1]  # never deleted, whatever its age
+    assert names_in("db", DIR) == sorted({names[0], latest})
     assert hashlib.sha256(b"").hexdigest() not in host_sh("db", f"sha256sum {DIR}/*")
