@@ -97,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         approver=_ask if is_tty() else None,
         progress=progress,
         timeout_s=_timeout(args),
+        trigger=args.trigger,
     )
     result = api.run(runbook, params, options)
     if not args.json:
@@ -239,6 +240,36 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return ExitStatus.SUCCEEDED if released.ok else ExitStatus.NOT_RESTORED
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from runner.engine import schedules
+
+    state = _state_dir(args).resolve()
+    if args.action == "add":
+        schedules.check_name(args.name)
+        schedules.check_cron(args.cron)
+        runbook, _params, _roles = _load_with_params(args)
+        inventory = Path(args.inventory).resolve()
+        if not inventory.exists():
+            raise InvalidInput(f"inventory {inventory} does not exist")
+        entry = schedules.Schedule(
+            name=args.name, runbook=str(Path(args.runbook).resolve()), inventory=str(inventory), cron=args.cron,
+            state_dir=str(state), params=tuple(args.param), executable=schedules.runbook_executable(),
+        )
+        print(f"schedule {args.name}: {runbook.name} at {args.cron!r} -> {schedules.add(entry)}")
+    elif args.action == "list":
+        rows = schedules.listing(state)
+        if args.json:
+            print(json.dumps(rows, indent=2, default=str))
+        else:
+            sys.stdout.write(schedules.format_list(rows))
+    elif args.action == "remove":
+        schedules.remove(state, args.name)
+        print(f"schedule {args.name} removed")
+    else:
+        return schedules.run_now(schedules.load(state, args.name))
+    return ExitStatus.SUCCEEDED
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     """The lab (runner.lab is imported here only: the other commands never load it)."""
     from runner import lab
@@ -283,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
             "metrics": cmd_metrics,
             "backups": cmd_backups,
             "lock": cmd_lock,
+            "schedule": cmd_schedule,
             "lab": cmd_lab,
         }
     )

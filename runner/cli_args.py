@@ -88,8 +88,29 @@ def _run(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--strict-budget", action="store_true", help="fail when the budget is exceeded")
     p.add_argument("--yes", action="store_true", help="approve every confirm: gate")
     p.add_argument("--json", action="store_true", help="JSON event stream on stdout")
+    p.add_argument("--trigger", default="", metavar="TEXT", help="what started the run, recorded in history")
     _timeout(p)
     _common(p, params=True, state=True)
+    return p
+
+
+def _schedule(sub: Subparsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("schedule", help="runbooks run by cron: add, list, remove, run")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="install /etc/cron.d/runbook-NAME")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("runbook", metavar="RUNBOOK")
+    add.add_argument("-i", "--inventory", required=True, metavar="INV")
+    add.add_argument("--cron", required=True, metavar="EXPR", help='five-field cron expression, e.g. "0 3 * * *"')
+    _common(add, params=True)
+    listing = actions.add_parser("list", help="schedules, next fire time, last run")
+    listing.add_argument("--json", action="store_true")
+    remove = actions.add_parser("remove", help="remove a schedule")
+    remove.add_argument("name", metavar="NAME")
+    now = actions.add_parser("run", help="run a schedule now, exactly as cron would")
+    now.add_argument("name", metavar="NAME")
+    for action in (add, listing, remove, now):
+        _state_dir(action)
     return p
 
 
@@ -200,5 +221,6 @@ _COMMANDS: dict[str, Callable[[Subparsers], argparse.ArgumentParser]] = {
     "metrics": _metrics,
     "backups": _backups,
     "lock": _lock,
+    "schedule": _schedule,
     "lab": _lab,
 }
