@@ -254,6 +254,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         entry = schedules.Schedule(
             name=args.name, runbook=str(Path(args.runbook).resolve()), inventory=str(inventory), cron=args.cron,
             state_dir=str(state), params=tuple(args.param), executable=schedules.runbook_executable(),
+            roles_paths=tuple(str(Path(r).resolve()) for r in args.roles_path),
         )
         print(f"schedule {args.name}: {runbook.name} at {args.cron!r} -> {schedules.add(entry)}")
     elif args.action == "list":

@@ -40,11 +40,14 @@ class Schedule:
     state_dir: str
     params: tuple[str, ...] = ()
     executable: str = ""
+    roles_paths: tuple[str, ...] = ()
 
     def command(self) -> list[str]:
         argv = [self.executable or runbook_executable(), "run", self.runbook, "-i", self.inventory]
         for param in self.params:
             argv += ["-p", param]
+        for roles in self.roles_paths:
+            argv += ["--roles-path", roles]
         return [*argv, "--state-dir", self.state_dir, "--trigger", f"schedule:{self.name}"]
 
     def log_path(self) -> Path:
@@ -123,6 +126,7 @@ def load(state_dir: Path, name: str) -> Schedule:
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"schedule {name!r} is unreadable: {exc}") from None
     data["params"] = tuple(data.get("params") or ())
+    data["roles_paths"] = tuple(data.get("roles_paths") or ())
     return Schedule(**data)
 
 

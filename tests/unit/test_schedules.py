@@ -46,7 +46,9 @@ def test_render_cron_runs_under_flock_with_trigger_and_log() -> None:
     assert "k=50\\%" in line
 
 
-def test_cli_add_list_remove(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_add_list_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     crond = tmp_path / "cron.d"
     monkeypatch.setenv("RUNBOOK_CRON_DIR", str(crond))
     state = tmp_path / "state"
