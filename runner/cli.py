@@ -194,7 +194,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     report = api.metrics(_state_dir(args), args.runbook, _since(args))
     if args.format == "prometheus":
+        from runner.engine import backup_freshness
+
         sys.stdout.write(metrics.format_prometheus(report))
+        backups = backup_freshness.prometheus_lines(backup_freshness.load_saved(_state_dir(args)))
+        sys.stdout.write("".join(f"{line}\n" for line in backups))
     elif args.format == "json":
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -203,7 +207,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_backups(args: argparse.Namespace) -> int:
-    from runner.engine import backup_status
+    from runner.engine import backup_freshness, backup_status
 
     max_age = None
     if args.max_age:
@@ -214,6 +218,15 @@ def cmd_backups(args: argparse.Namespace) -> int:
     report = api.backups_status(
         Path(args.inventory), args.hosts, args.dir or None, max_age_s=max_age, decode=args.decode, limit=args.limit
     )
+    if max_age is None:
+        report.max_age_by_database = backup_freshness.schedule_max_ages(_state_dir(args))
+        for d in report.databases:
+            report.max_age_by_database.setdefault(d.database, backup_freshness.DEFAULT_MAX_AGE_S)
+    backup_freshness.check_offsite(report, Path(args.inventory))
+    backup_freshness.save(_state_dir(args), report)
+    if not report.ok:
+        for target, ok, error in backup_freshness.notify(args.notify, report):
+            print(f"notify {target}: {'sent' if ok else 'FAILED ' + error}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
     elif args.format == "prometheus":

@@ -177,10 +177,23 @@ def _backups(sub: Subparsers) -> argparse.ArgumentParser:
         help="backup directory, or a parent of backup directories, on the hosts (repeatable; default "
         "/var/backups/runbook/postgres and /var/backups/runbook/mongodb)",
     )
-    p.add_argument("--max-age", metavar="DURATION", help="exit 1 when a newest verified backup is older (e.g. 2d)")
+    p.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="exit 1 when a newest verified backup is older (default: twice the interval of the database's backup "
+        "schedule, else 2d)",
+    )
+    p.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="KIND:TARGET",
+        help="when stale, alert webhook:URL or email:ADDRESS (repeatable)",
+    )
     p.add_argument("--decode", action="store_true", help="also decode every byte of each backup checked (slow)")
     p.add_argument("--limit", metavar="PATTERN")
     p.add_argument("--format", choices=["text", "json", "prometheus"], default="text")
+    _state_dir(p)
     return p
 
 
