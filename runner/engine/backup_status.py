@@ -105,11 +105,17 @@ def states_from(host: str, databases: list[dict[str, Any]], now: datetime) -> li
                 verified_finished=str(verified.get("finished") or ""),
                 verified_size=int(verified["size"]) if verified.get("size") is not None else None,
                 age_s=round((now - finished).total_seconds(), 1) if finished else None,
-                compression=str(verified.get("compression") or ""),
+                compression=_compression(verified.get("compression")),
                 offsite_record=verified.get("offsite") if isinstance(verified.get("offsite"), dict) else None,
             )
         )
     return out
+
+
+def _compression(value: Any) -> str:
+    """The manifest's codec without a level (gzip:9 -> gzip); '' when not compressed."""
+    codec = str(value or "").split(":", 1)[0]
+    return "" if codec in ("", "none") else codec
 
 
 class CatalogEvents:
