@@ -110,6 +110,10 @@ def add(schedule: Schedule) -> Path:
     record = _record(Path(schedule.state_dir), schedule.name)
     record.parent.mkdir(parents=True, exist_ok=True)
     safe_write.write_text(record, json.dumps(asdict(schedule), indent=2) + "\n", mode=0o600)
+    from runner.engine import schedule_systemd
+
+    if schedule_systemd.systemd_is_init() and not os.environ.get("RUNBOOK_CRON_DIR"):
+        return schedule_systemd.install(schedule)
     target = entry_path(schedule.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     safe_write.write_text(target, render_cron(schedule), mode=0o644)
@@ -137,7 +141,11 @@ def all_schedules(state_dir: Path) -> list[Schedule]:
 
 
 def remove(state_dir: Path, name: str) -> None:
+    from runner.engine import schedule_systemd
+
     load(state_dir, name)
+    if schedule_systemd.systemd_is_init() and not os.environ.get("RUNBOOK_CRON_DIR"):
+        schedule_systemd.uninstall(name)
     entry_path(name).unlink(missing_ok=True)
     _record(state_dir, name).unlink(missing_ok=True)
 

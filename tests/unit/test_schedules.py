@@ -68,3 +68,16 @@ def test_cli_add_list_remove(
     assert cli.main(["schedule", "remove", "n1", "--state-dir", str(state)]) == 0
     assert not entry.exists()
     assert cli.main(["schedule", "remove", "n1", "--state-dir", str(state)]) == 2
+
+
+def test_systemd_units_render_the_same_command() -> None:
+    from runner.engine import schedule_systemd
+
+    assert schedule_systemd.on_calendar("0 3 * * *") == "*-*-* 3:0:00"
+    assert schedule_systemd.on_calendar("*/5 1-4 * * 1-5") == "Mon..Fri *-*-* 1..4:0/5:00"
+    with pytest.raises(InvalidInput):
+        schedule_systemd.on_calendar("0 3 1 * 1")
+    entry = schedules.Schedule("n1", "/r/x.yml", "/i/h.yml", "0 3 * * *", "/st", (), "/usr/bin/runbook")
+    units = schedule_systemd.render_units(entry)
+    assert "ExecStart=/bin/sh -c 'flock -n /st/schedules/n1.lock /usr/bin/runbook run" in units["runbook-n1.service"]
+    assert "OnCalendar=*-*-* 3:0:00" in units["runbook-n1.timer"]
