@@ -21,6 +21,7 @@ from runner.language.params import ResolvedParams
 
 if TYPE_CHECKING:
     from runner.lab import LabStatus
+    from runner.records.model import Report
 
 
 
@@ -108,25 +109,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
-def _print_summary(report: dict[str, object]) -> None:
+def _print_summary(report: Report) -> None:
+    detail = f" — {one_line(report.status_detail, 400)}" if report.status_detail else ""
+    print(f"status: {report.status.value}{detail}")
+    for host, versions in report.hosts.items():
+        if versions.version_before or versions.version_after:
+            print(f"  {host}: {versions.version_before} -> {versions.version_after}")
     print(
-        f"status: {report['status']}"
-        + (f" — {one_line(str(report['status_detail']), 400)}" if report.get("status_detail") else "")
+        f"duration: {format_seconds(report.duration_s)} (budget {format_seconds(report.budget_s)}, "
+        f"{'met' if report.budget_met else 'MISSED'})"
     )
-    hosts = report.get("hosts")
-    if isinstance(hosts, dict):
-        for host, versions in hosts.items():
-            if isinstance(versions, dict) and (versions.get("version_before") or versions.get("version_after")):
-                print(f"  {host}: {versions.get('version_before')} -> {versions.get('version_after')}")
-    duration = float(str(report.get("duration_s", 0)))
-    budget = float(str(report.get("budget_s", 0)))
-    print(
-        f"duration: {format_seconds(duration)} (budget {format_seconds(budget)}, "
-        f"{'met' if report.get('budget_met') else 'MISSED'})"
-    )
-    rollback = report.get("on_failure")
-    if isinstance(rollback, dict) and rollback.get("ran"):
-        print(f"rollback: {rollback.get('status')} in {format_seconds(float(rollback.get('duration_s', 0)))}")
+    rollback = report.on_failure
+    if rollback.ran:
+        print(f"rollback: {rollback.status.value} in {format_seconds(rollback.duration_s)}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
