@@ -6,7 +6,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUNBOOK := $(VENV)/bin/runbook
-APT_PACKAGES := docker.io debootstrap busybox-static gcc libc6-dev postgresql-client openssh-client rsync curl iproute2 chromium ca-certificates
+APT_PACKAGES := docker.io debootstrap busybox-static gcc libc6-dev postgresql-client openssh-client rsync curl iproute2 chromium ca-certificates cron
 export RUNBOOK_STATE_DIR ?= $(CURDIR)/.state
 
 .PHONY: help install apt venv lab lab-down demo test unit integration drill bench lint docs clean

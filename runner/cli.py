@@ -21,6 +21,7 @@ from runner.language.params import ResolvedParams
 
 if TYPE_CHECKING:
     from runner.lab import LabStatus
+    from runner.records.model import Report
 
 
 
@@ -97,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         approver=_ask if is_tty() else None,
         progress=progress,
         timeout_s=_timeout(args),
+        trigger=args.trigger,
     )
     result = api.run(runbook, params, options)
     if not args.json:
@@ -107,25 +109,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
-def _print_summary(report: dict[str, object]) -> None:
+def _print_summary(report: Report) -> None:
+    detail = f" — {one_line(report.status_detail, 400)}" if report.status_detail else ""
+    print(f"status: {report.status.value}{detail}")
+    for host, versions in report.hosts.items():
+        if versions.version_before or versions.version_after:
+            print(f"  {host}: {versions.version_before} -> {versions.version_after}")
     print(
-        f"status: {report['status']}"
-        + (f" — {one_line(str(report['status_detail']), 400)}" if report.get("status_detail") else "")
+        f"duration: {format_seconds(report.duration_s)} (budget {format_seconds(report.budget_s)}, "
+        f"{'met' if report.budget_met else 'MISSED'})"
     )
-    hosts = report.get("hosts")
-    if isinstance(hosts, dict):
-        for host, versions in hosts.items():
-            if isinstance(versions, dict) and (versions.get("version_before") or versions.get("version_after")):
-                print(f"  {host}: {versions.get('version_before')} -> {versions.get('version_after')}")
-    duration = float(str(report.get("duration_s", 0)))
-    budget = float(str(report.get("budget_s", 0)))
-    print(
-        f"duration: {format_seconds(duration)} (budget {format_seconds(budget)}, "
-        f"{'met' if report.get('budget_met') else 'MISSED'})"
-    )
-    rollback = report.get("on_failure")
-    if isinstance(rollback, dict) and rollback.get("ran"):
-        print(f"rollback: {rollback.get('status')} in {format_seconds(float(rollback.get('duration_s', 0)))}")
+    rollback = report.on_failure
+    if rollback.ran:
+        print(f"rollback: {rollback.status.value} in {format_seconds(rollback.duration_s)}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -193,7 +189,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     report = api.metrics(_state_dir(args), args.runbook, _since(args))
     if args.format == "prometheus":
+        from runner.engine import backup_freshness
+
         sys.stdout.write(metrics.format_prometheus(report))
+        backups = backup_freshness.prometheus_lines(backup_freshness.load_saved(_state_dir(args)))
+        sys.stdout.write("".join(f"{line}\n" for line in backups))
     elif args.format == "json":
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -202,7 +202,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_backups(args: argparse.Namespace) -> int:
-    from runner.engine import backup_status
+    from runner.engine import backup_freshness, backup_status
 
     max_age = None
     if args.max_age:
@@ -213,6 +213,15 @@ def cmd_backups(args: argparse.Namespace) -> int:
     report = api.backups_status(
         Path(args.inventory), args.hosts, args.dir or None, max_age_s=max_age, decode=args.decode, limit=args.limit
     )
+    if max_age is None:
+        report.max_age_by_database = backup_freshness.schedule_max_ages(_state_dir(args))
+        for d in report.databases:
+            report.max_age_by_database.setdefault(d.database, backup_freshness.DEFAULT_MAX_AGE_S)
+    backup_freshness.check_offsite(report, Path(args.inventory))
+    backup_freshness.save(_state_dir(args), report)
+    if not report.ok:
+        for target, ok, error in backup_freshness.notify(args.notify, report):
+            print(f"notify {target}: {'sent' if ok else 'FAILED ' + error}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
     elif args.format == "prometheus":
@@ -237,6 +246,37 @@ def cmd_lock(args: argparse.Namespace) -> int:
     released = api.lock_release(Path(args.inventory), args.host, _state_dir(args), force=args.force, name=args.name)
     sys.stdout.write(lease_admin.format_release(released))
     return ExitStatus.SUCCEEDED if released.ok else ExitStatus.NOT_RESTORED
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from runner.engine import schedules
+
+    state = _state_dir(args).resolve()
+    if args.action == "add":
+        schedules.check_name(args.name)
+        schedules.check_cron(args.cron)
+        runbook, _params, _roles = _load_with_params(args)
+        inventory = Path(args.inventory).resolve()
+        if not inventory.exists():
+            raise InvalidInput(f"inventory {inventory} does not exist")
+        entry = schedules.Schedule(
+            name=args.name, runbook=str(Path(args.runbook).resolve()), inventory=str(inventory), cron=args.cron,
+            state_dir=str(state), params=tuple(args.param), executable=schedules.runbook_executable(),
+            roles_paths=tuple(str(Path(r).resolve()) for r in args.roles_path),
+        )
+        print(f"schedule {args.name}: {runbook.name} at {args.cron!r} -> {schedules.add(entry)}")
+    elif args.action == "list":
+        rows = schedules.listing(state)
+        if args.json:
+            print(json.dumps(rows, indent=2, default=str))
+        else:
+            sys.stdout.write(schedules.format_list(rows))
+    elif args.action == "remove":
+        schedules.remove(state, args.name)
+        print(f"schedule {args.name} removed")
+    else:
+        return schedules.run_now(schedules.load(state, args.name))
+    return ExitStatus.SUCCEEDED
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -283,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
             "metrics": cmd_metrics,
             "backups": cmd_backups,
             "lock": cmd_lock,
+            "schedule": cmd_schedule,
             "lab": cmd_lab,
         }
     )

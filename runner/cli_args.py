@@ -88,8 +88,29 @@ def _run(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--strict-budget", action="store_true", help="fail when the budget is exceeded")
     p.add_argument("--yes", action="store_true", help="approve every confirm: gate")
     p.add_argument("--json", action="store_true", help="JSON event stream on stdout")
+    p.add_argument("--trigger", default="", metavar="TEXT", help="what started the run, recorded in history")
     _timeout(p)
     _common(p, params=True, state=True)
+    return p
+
+
+def _schedule(sub: Subparsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("schedule", help="runbooks run by cron: add, list, remove, run")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="install /etc/cron.d/runbook-NAME")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("runbook", metavar="RUNBOOK")
+    add.add_argument("-i", "--inventory", required=True, metavar="INV")
+    add.add_argument("--cron", required=True, metavar="EXPR", help='five-field cron expression, e.g. "0 3 * * *"')
+    _common(add, params=True)
+    listing = actions.add_parser("list", help="schedules, next fire time, last run")
+    listing.add_argument("--json", action="store_true")
+    remove = actions.add_parser("remove", help="remove a schedule")
+    remove.add_argument("name", metavar="NAME")
+    now = actions.add_parser("run", help="run a schedule now, exactly as cron would")
+    now.add_argument("name", metavar="NAME")
+    for action in (add, listing, remove, now):
+        _state_dir(action)
     return p
 
 
@@ -156,10 +177,23 @@ def _backups(sub: Subparsers) -> argparse.ArgumentParser:
         help="backup directory, or a parent of backup directories, on the hosts (repeatable; default "
         "/var/backups/runbook/postgres and /var/backups/runbook/mongodb)",
     )
-    p.add_argument("--max-age", metavar="DURATION", help="exit 1 when a newest verified backup is older (e.g. 2d)")
+    p.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="exit 1 when a newest verified backup is older (default: twice the interval of the database's backup "
+        "schedule, else 2d)",
+    )
+    p.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="KIND:TARGET",
+        help="when stale, alert webhook:URL or email:ADDRESS (repeatable)",
+    )
     p.add_argument("--decode", action="store_true", help="also decode every byte of each backup checked (slow)")
     p.add_argument("--limit", metavar="PATTERN")
     p.add_argument("--format", choices=["text", "json", "prometheus"], default="text")
+    _state_dir(p)
     return p
 
 
@@ -200,5 +234,6 @@ _COMMANDS: dict[str, Callable[[Subparsers], argparse.ArgumentParser]] = {
     "metrics": _metrics,
     "backups": _backups,
     "lock": _lock,
+    "schedule": _schedule,
     "lab": _lab,
 }

@@ -36,6 +36,9 @@ class BackupState:
     verified_finished: str
     verified_size: int | None
     age_s: float | None
+    compression: str = ""
+    offsite_record: dict[str, Any] | None = None
+    offsite: str = "missing"  # verified / missing / corrupt (runner.engine.backup_freshness)
 
     def problem(self, max_age_s: float | None) -> str:
         """Why this database cannot count on its backups, or '' when it can."""
@@ -54,11 +57,17 @@ class BackupsReport:
     databases: list[BackupState] = field(default_factory=list)
     host_errors: dict[str, str] = field(default_factory=dict)
     max_age_s: float | None = None
+    max_age_by_database: dict[str, float] = field(default_factory=dict)  # from backup schedules
+
+    def max_age_for(self, d: BackupState) -> float | None:
+        return self.max_age_s if self.max_age_s is not None else self.max_age_by_database.get(d.database)
 
     @property
     def ok(self) -> bool:
         return (
-            bool(self.databases) and not self.host_errors and not any(d.problem(self.max_age_s) for d in self.databases)
+            bool(self.databases)
+            and not self.host_errors
+            and not any(d.problem(self.max_age_for(d)) for d in self.databases)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,7 +75,10 @@ class BackupsReport:
             "ok": self.ok,
             "max_age_s": self.max_age_s,
             "host_errors": self.host_errors,
-            "databases": [dict(asdict(d), problem=d.problem(self.max_age_s)) for d in self.databases],
+            "databases": [
+                dict(asdict(d), problem=d.problem(self.max_age_for(d)), max_age_s=self.max_age_for(d))
+                for d in self.databases
+            ],
         }
 
 
@@ -93,9 +105,17 @@ def states_from(host: str, databases: list[dict[str, Any]], now: datetime) -> li
                 verified_finished=str(verified.get("finished") or ""),
                 verified_size=int(verified["size"]) if verified.get("size") is not None else None,
                 age_s=round((now - finished).total_seconds(), 1) if finished else None,
+                compression=_compression(verified.get("compression")),
+                offsite_record=verified.get("offsite") if isinstance(verified.get("offsite"), dict) else None,
             )
         )
     return out
+
+
+def _compression(value: Any) -> str:
+    """The manifest's codec without a level (gzip:9 -> gzip); '' when not compressed."""
+    codec = str(value or "").split(":", 1)[0]
+    return "" if codec in ("", "none") else codec
 
 
 class CatalogEvents:
@@ -175,14 +195,20 @@ def status(
 
 
 def format_text(report: BackupsReport) -> str:
-    lines = [f"{'host':<10} {'database':<20} {'verified backup':<34} {'age':>9} {'size':>11}  status"]
+    lines = [
+        f"{'host':<10} {'database':<20} {'verified backup':<34} {'age':>9} {'size':>11} {'compressed':<10} "
+        f"{'offsite':<8}  status"
+    ]
     for d in report.databases:
-        problem = d.problem(report.max_age_s)
+        problem = d.problem(report.max_age_for(d))
         age = format_seconds(d.age_s) if d.age_s is not None else "-"
         size = f"{d.verified_size:,}" if d.verified_size is not None else "-"
-        lines.append(f"{d.host:<10} {d.database:<20} {d.verified or '-':<34} {age:>9} {size:>11}  {problem or 'ok'}")
+        lines.append(
+            f"{d.host:<10} {d.database:<20} {d.verified or '-':<34} {age:>9} {size:>11} {d.compression or 'no':<10} "
+            f"{d.offsite:<8}  {problem or 'ok'}"
+        )
     for host, error in report.host_errors.items():
-        lines.append(f"{host:<10} {'-':<20} {'-':<34} {'-':>9} {'-':>11}  {error}")
+        lines.append(f"{host:<10} {'-':<20} {'-':<34} {'-':>9} {'-':>11} {'-':<10} {'-':<8}  {error}")
     if not report.databases and not report.host_errors:
         lines.append("(no backup directories found)")
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ from runner.errors import ApprovalRequired
 from runner.language.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook, Step
 from runner.language.params import ResolvedParams
 from runner.records.build import RunFacts, in_report_order, rollback_record
-from runner.records.model import Rollback, RunStatus
+from runner.records.model import Report, Rollback, RunStatus
 from runner.records.recorder import RunRecorder
 from runner.records.redact import Redactor
 from runner.records.report import ReportFiles
@@ -61,7 +61,7 @@ class RunResult:
     status: str
     exit_status: int
     run_dir: Path
-    report: dict[str, Any]
+    report: Report
     files: ReportFiles
     message: str = ""
     results: list[HostStepResult] = field(default_factory=list)
@@ -258,7 +258,7 @@ class _Run(RunLog):
             status=report.status,
             exit_status=exit_status_for(report.status, rollback),
             run_dir=self.run_dir,
-            report=report.to_json(),
+            report=report,
             files=files,
             message=report.status_detail,
             results=results,

@@ -401,14 +401,14 @@ def format_runs(rows: list[RunRow]) -> str:
     if not rows:
         return "no runs recorded\n"
     header = f"{'STARTED':<20} {'RUNBOOK':<28} {'SEV':<4} {'STATUS':<12} {'DURATION':>9} {'ROLLBACK':>9}  RUN"
-    lines = [header]
+    lines = [header + "  TRIGGER"]
     for row in rows:
         duration = format_seconds(row.duration_s) if row.duration_s is not None else "—"
         rollback = format_seconds(row.rollback_duration_s) if row.rollback_duration_s is not None else "—"
         flags = (" DATA-LOSS" if row.data_loss else "") + (" check" if row.check_mode else "")
         lines.append(
             f"{row.started[:19]:<20} {row.runbook:<28} {row.severity:<4} {row.status:<12} {duration:>9} "
-            f"{rollback:>9}  {row.run_id}{flags}"
+            f"{rollback:>9}  {row.run_id}{flags}" + (f"  {row.trigger}" if row.trigger else "")
         )
     return "\n".join(lines) + "\n"
 

@@ -67,3 +67,64 @@ def test_status_names_the_newest_backup_that_verifies_and_its_age(scratch: Any, 
 
     text = runbook_cli(tmp_path, "backups", "status", "-i", INVENTORY, "--dir", ROOT_DIR)
     assert text.returncode == 1 and DB in text.stdout and "no backup verifies" in text.stdout
+
+
+SCHED_DB = "rbsched_status"
+SCHED_DIR = "/var/backups/rbsched-status"
+OFFSITE_DIR = "/var/backups/rbsched-offsite"
+
+
+@pytest.fixture
+def offsite_scratch(lab: object) -> Any:
+    shop_copy(SCHED_DB)
+    db_sh(f"rm -rf {SCHED_DIR}")
+    host_sh("backup", f"rm -rf {OFFSITE_DIR}")
+    yield
+    drop_databases(SCHED_DB)
+    db_sh(f"rm -rf {SCHED_DIR}")
+    host_sh("backup", f"rm -rf {OFFSITE_DIR}")
+
+
+def _set_manifest(path: str, **keys: object) -> None:
+    script = (
+        "import json,sys; p=sys.argv[1]; m=json.load(open(p)); m.update(json.loads(sys.argv[2])); "
+        "json.dump(m, open(p, 'w'))"
+    )
+    db_sh(f"python3 -c \"{script}\" {path} '{json.dumps(keys)}'")
+
+
+def test_status_shows_size_compression_and_offsite_state(offsite_scratch: Any, tmp_path: Path) -> None:
+    made = run(tmp_path, "postgres-backup", "-p", f"database={SCHED_DB}", "-p", f"backup_dir={SCHED_DIR}/{SCHED_DB}")
+    assert made.returncode == 0, made.stdout + made.stderr
+    [name] = [n[: -len(".manifest.json")] for n in db_sh(f"ls {SCHED_DIR}/{SCHED_DB}").split()
+              if n.endswith(".manifest.json")]
+    dump = f"{SCHED_DIR}/{SCHED_DB}/{name}.dump"
+    manifest = f"{SCHED_DIR}/{SCHED_DB}/{name}.manifest.json"
+    args = ("--dir", SCHED_DIR, "--max-age", "1h", "--state-dir", str(tmp_path))
+
+    rc, data = status(tmp_path, *args)
+    [entry] = data["databases"]
+    assert rc == 0 and entry["offsite"] == "missing" and entry["verified_size"] > 0
+    assert entry["compression"] in ("gzip", "zstd", "lz4"), entry  # pg_dump's own compression (role default auto)
+
+    sha = db_sh(f"sha256sum {dump}").split()[0]
+    host_sh("backup", f"mkdir -p {OFFSITE_DIR} && base64 -d > {OFFSITE_DIR}/{name}.dump",
+            stdin=db_sh(f"base64 {dump}"))
+    record = {"host": "backup", "path": f"{OFFSITE_DIR}/{name}.dump", "sha256": sha, "verified_at": "2026-01-01"}
+    _set_manifest(manifest, offsite=record, compression="zstd")
+    rc, data = status(tmp_path, *args)
+    [entry] = data["databases"]
+    assert entry["verified"] == name, entry
+    assert (entry["offsite"], entry["compression"]) == ("verified", "zstd")
+
+    host_sh("backup", f"echo x >> {OFFSITE_DIR}/{name}.dump")
+    _rc, data = status(tmp_path, *args)
+    assert data["databases"][0]["offsite"] == "corrupt"
+
+    host_sh("backup", f"rm {OFFSITE_DIR}/{name}.dump")
+    _rc, data = status(tmp_path, *args)
+    assert data["databases"][0]["offsite"] == "missing"
+
+    metrics = runbook_cli(tmp_path, "metrics", "--format", "prometheus", "--state-dir", str(tmp_path))
+    assert f'runbook_backup_offsite_verified{{host="db",database="{SCHED_DB}"}} 0' in metrics.stdout
+    assert f'runbook_backup_age_seconds{{host="db",database="{SCHED_DB}"}}' in metrics.stdout

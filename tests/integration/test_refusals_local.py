@@ -45,7 +45,7 @@ def test_a_refusal_that_changed_nothing_is_failed_with_the_service_verified(
         "step 'refuse' refused on local1: fixture step failed on purpose; nothing was changed; "
         "on_failure verified the service"
     )
-    on_failure = result.report["on_failure"]
+    on_failure = result.report.to_json()["on_failure"]
     assert on_failure["ran"] and on_failure["verified"] and on_failure["restored"] == []
 
 

@@ -158,7 +158,7 @@ def test_success_is_one_playbook_call_and_leaves_no_lease(
     assert [r["step"] for r in journal(result) if r["kind"] == "approved"] == ["second"]
     assert len(during) == 2 and all(lease and lease["run_id"] == result.run_id for lease in during)
     assert lease_of(tmp_path, "h1") is None and lease_of(tmp_path, "h2") is None  # released in the same call
-    assert result.report["lock"]["hosts"] == ["h1", "h2"]
+    assert result.report.to_json()["lock"]["hosts"] == ["h1", "h2"]
 
 
 def test_later_calls_keep_the_lease_and_the_last_gives_it_back(
@@ -209,7 +209,7 @@ def test_a_dead_holder_on_this_control_node_is_taken_over(
     hold(tmp_path, "h2", "dead-run", pid)
     result = run(tmp_path, roles_paths, runbook_text(), assume_yes=True)
     assert result.exit_status == 0
-    assert result.report["lock"]["taken_over"]["h2"]["run_id"] == "dead-run"
+    assert result.report.to_json()["lock"]["taken_over"]["h2"]["run_id"] == "dead-run"
     assert (tmp_path / "out-write-h2").read_text() == "one"
     assert lease_of(tmp_path, "h1") is None and lease_of(tmp_path, "h2") is None
 
@@ -235,8 +235,8 @@ def test_an_unreachable_host_does_not_stop_the_lease_on_the_others(
 ) -> None:
     hosts = inventory(tmp_path, unreachable=True)
     result = run(tmp_path, roles_paths, runbook_text(), hosts=hosts, assume_yes=True, no_rollback=True)
-    assert result.report["lock"]["hosts"] == ["h1", "h2"]  # locked, though `gone` could not be
-    statuses = {(s["id"], s["host"]): s["status"] for s in result.report["steps"]}
+    assert result.report.to_json()["lock"]["hosts"] == ["h1", "h2"]  # locked, though `gone` could not be
+    statuses = {(s["id"], s["host"]): s["status"] for s in result.report.to_json()["steps"]}
     assert statuses[("write", "gone")] == "unreachable"  # its steps fail there, as before
     assert (tmp_path / "out-write-h1").read_text() == "one"
     assert result.exit_status == 3
@@ -320,7 +320,7 @@ def test_a_templated_hosts_pattern_is_leased_and_its_results_are_collected(
     assert taken["hosts"] == ["h1", "h2"]  # h2 comes from the param
     assert (tmp_path / "out-pick-h2").read_text() == "picked"
     assert len(during) == 1 and during[0] is not None and during[0]["run_id"] == result.run_id
-    statuses = {(s["id"], s["host"]): s["status"] for s in result.report["steps"]}
+    statuses = {(s["id"], s["host"]): s["status"] for s in result.report.to_json()["steps"]}
     assert statuses == {("write", "h1"): "succeeded", ("pick", "h2"): "succeeded", ("named", "h2"): "succeeded"}
     assert "no host matched" not in result.message
     assert lease_of(tmp_path, "h1") is None and lease_of(tmp_path, "h2") is None
@@ -333,8 +333,8 @@ def test_a_host_unreachable_while_the_lease_is_taken_runs_no_step_of_that_call(
     result = run(tmp_path, roles_paths, runbook_text(), hosts=hosts, assume_yes=True, no_rollback=True)
     assert not list(tmp_path.glob("out-*-flaky")), "a step ran on a host whose lease was not taken"
     assert lease_of(tmp_path, "flaky") is None
-    assert result.report["lock"]["hosts"] == ["h1", "h2"]
-    flaky = {s["id"]: s for s in result.report["steps"] if s["host"] == "flaky"}
+    assert result.report.to_json()["lock"]["hosts"] == ["h1", "h2"]
+    flaky = {s["id"]: s for s in result.report.to_json()["steps"] if s["host"] == "flaky"}
     assert set(flaky) == {"write", "second"}
     assert all(s["status"] == "unreachable" and "lease" in s["message"] for s in flaky.values())
     assert (tmp_path / "out-write-h1").read_text() == "one"

@@ -84,7 +84,7 @@ def test_success(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> Non
 def test_failure_rolled_back_and_verified(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> None:
     result = run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=True))
     assert (result.status, result.exit_status) == ("rolled_back", 1)
-    report = result.report
+    report = result.report.to_json()
     assert report["on_failure"]["ran"] and report["on_failure"]["verified"]
     assert report["hosts"]["local1"] == {"version_before": "v1", "version_after": "v1"}
     failed = [s for s in report["steps"] if s["status"] == "failed"]
@@ -109,7 +109,7 @@ def test_rollback_without_verification_is_not_restored(
 def test_no_rollback_flag(tmp_path: Path, fixtures: Path, roles_paths: list[Path]) -> None:
     result = run(tmp_path, fixtures, roles_paths, runbook_text(main_fail=True), no_rollback=True)
     assert (result.status, result.exit_status) == ("failed", 3)
-    assert not result.report["on_failure"]["ran"]
+    assert not result.report.to_json()["on_failure"]["ran"]
 
 
 def test_hostile_param_arrives_literally_and_secret_never_written(
@@ -165,8 +165,8 @@ def test_resume_continues_from_the_failed_step_with_recorded_outputs(
     options = RunOptions(inventory=Path(""), roles_paths=roles_paths, state_dir=tmp_path / "state")
     resumed = api.resume(failed.run_id, options, assignments=["fail=false"])
     assert resumed.exit_status == 0
-    assert resumed.report["resumed_from"] == failed.run_id
-    assert {s["id"] for s in resumed.report["steps"]} == {"flaky", "last"}
+    assert resumed.report.to_json()["resumed_from"] == failed.run_id
+    assert {s["id"] for s in resumed.report.to_json()["steps"]} == {"flaky", "last"}
     assert (tmp_path / "out-local1").read_text() == "from-first"
 
 
@@ -211,7 +211,7 @@ spec:
     started = time.monotonic()
     result = run(tmp_path, fixtures, roles_paths, text)
     assert time.monotonic() - started < 25  # the 30 s sleep was cut at 2 s
-    steps = {s["id"]: s for s in result.report["steps"]}
+    steps = {s["id"]: s for s in result.report.to_json()["steps"]}
     assert steps["flaky"]["status"] == "succeeded"
     assert "after 1 failed attempt" in steps["flaky"]["message"]
     assert steps["stuck"]["status"] == "failed"

@@ -123,7 +123,10 @@ def survey(directory, decode=False, bin_dir=""):
             entry["newest"] = state
         if state["ok"]:
             entry["verified"] = {"name": name, "finished": finished, "size": manifest.get("size"),
-                                 "sha256": manifest.get("sha256"), "format": manifest.get("format")}
+                                 "sha256": manifest.get("sha256"), "format": manifest.get("format"),
+                                 "compression": str(manifest.get("compression") or ""),
+                                 "offsite": manifest.get("offsite") if isinstance(manifest.get("offsite"), dict)
+                                 else None}
             break
     return entry
 
