@@ -52,11 +52,16 @@ def on_calendar(cron: str) -> str:
     return f"{_weekdays(dow)}*-{_field(month)}-{_field(dom)} {_field(hour)}:{_field(minute)}:00"
 
 
+def _unit_escaped(line: str) -> str:
+    """A shell line inside ExecStart's single quotes: systemd expands % specifiers and $ variables first."""
+    return line.replace("%", "%%").replace("$", "$$").replace("'", "'\\''")
+
+
 def render_units(schedule: Schedule) -> dict[str, str]:
     unit = f"runbook-{schedule.name}"
     service = (
         f"[Unit]\nDescription=runbook schedule {schedule.name}\n\n[Service]\nType=oneshot\n"
-        f"ExecStart=/bin/sh -c '{schedule.shell_line().replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'\n"
+        f"ExecStart=/bin/sh -c '{_unit_escaped(schedule.shell_line())}'\n"
     )
     timer = (
         f"[Unit]\nDescription=runbook schedule {schedule.name}\n\n[Timer]\nOnCalendar={on_calendar(schedule.cron)}\n"

@@ -57,6 +57,13 @@ class Schedule:
         return Path(self.state_dir) / "schedules" / f"{self.name}.lock"
 
     def shell_line(self) -> str:
+        """One line of shell; a value holding a line break would end the cron or unit line and start another."""
+        for value in (*self.command(), self.cron):
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+                raise InvalidInput(
+                    f"schedule {self.name}: {value!r} holds a control character (a line break, a tab): a cron or "
+                    "systemd line cannot carry it"
+                )
         run = " ".join(shlex.quote(a) for a in self.command())
         lock, log = shlex.quote(str(self.lock_path())), shlex.quote(str(self.log_path()))
         return f"flock -n {lock} {run} >> {log} 2>&1"
@@ -107,6 +114,7 @@ def entry_path(name: str) -> Path:
 def add(schedule: Schedule) -> Path:
     check_name(schedule.name)
     check_cron(schedule.cron)
+    schedule.shell_line()  # refused before anything is written
     record = _record(Path(schedule.state_dir), schedule.name)
     record.parent.mkdir(parents=True, exist_ok=True)
     safe_write.write_text(record, json.dumps(asdict(schedule), indent=2) + "\n", mode=0o600)

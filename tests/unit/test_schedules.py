@@ -81,3 +81,22 @@ def test_systemd_units_render_the_same_command() -> None:
     units = schedule_systemd.render_units(entry)
     assert "ExecStart=/bin/sh -c 'flock -n /st/schedules/n1.lock /usr/bin/runbook run" in units["runbook-n1.service"]
     assert "OnCalendar=*-*-* 3:0:00" in units["runbook-n1.timer"]
+
+
+@pytest.mark.parametrize("value", ["x\n* * * * * root touch /tmp/owned", "x\ry", "tab\there"])
+def test_a_param_with_a_line_break_never_reaches_a_cron_or_unit_line(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNBOOK_CRON_DIR", str(tmp_path / "cron.d"))
+    entry = schedules.Schedule("n1", "/r/x.yml", "/i/h.yml", "0 3 * * *", str(tmp_path), (f"why={value}",), "/bin/rb")
+    with pytest.raises(InvalidInput, match="control character"):
+        schedules.add(entry)
+    assert not (tmp_path / "cron.d").exists() and not (tmp_path / "schedules").exists()  # nothing written
+
+
+def test_systemd_specifiers_and_variables_in_a_value_reach_the_command_as_typed() -> None:
+    from runner.engine import schedule_systemd
+
+    entry = schedules.Schedule("n1", "/r/x.yml", "/i/h.yml", "0 3 * * *", "/st", ("k=50%$HOME'x",), "/bin/rb")
+    service = schedule_systemd.render_units(entry)["runbook-n1.service"]
+    assert "k=50%%$$HOME" in service
