@@ -96,8 +96,6 @@ def _resumed_params(state: JournalState, runbook: Runbook, request: ResumeReques
 def plan_resume(
     state: JournalState, runbook: Runbook, from_step: str | None, failed_hosts_only: bool
 ) -> ResumePlan:
-    if state.ended_status == "succeeded":
-        raise InvalidInput(f"run {state.run_id} succeeded; there is nothing to resume")
     ids = [s.id for s in runbook.steps]
     if from_step is not None and from_step not in ids:
         raise InvalidInput(f"--from {from_step!r}: no such main step (steps: {', '.join(ids)})")
@@ -109,7 +107,7 @@ def plan_resume(
             if not statuses or any(s not in ("succeeded", "skipped") for s in statuses) or step.id in masked_outputs:
                 start = step.id  # a step whose outputs held a secret runs again: the journal keeps them masked
                 break
-    if start is None:  # killed after its last step, before it ended: the resumed run only ends it
+    if start is None:  # every step succeeded (killed before or after it ended): the resumed run only ends it
         return ResumePlan(state.run_id, "", [], _recorded(state, set(ids)), origin_run_id=state.origin_run_id)
     hosts: list[str] = []
     if failed_hosts_only:

@@ -182,7 +182,7 @@ class _Run(RunLog):
                 elif main_ok:
                     status = RunStatus.SUCCEEDED
                     if not main_steps:
-                        detail = f"every step had succeeded in run {self.resumed_from}; this run only ended it"
+                        detail = f"every step had succeeded in run {self.resumed_from}; nothing ran again"
                 elif self.approvals.declined:
                     status, detail = RunStatus.FAILED, self.approvals.declined
                 else:

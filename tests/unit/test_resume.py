@@ -80,6 +80,20 @@ def test_a_run_killed_after_its_last_step_is_only_ended_by_its_resume(tmp_path: 
     assert plan.recorded == {"h1": {"first": {"s": "first"}, "second": {"s": "second"}}}
 
 
+def test_a_run_killed_after_it_ended_resumes_to_the_same_success(tmp_path: Path, roles_paths: list[Path]) -> None:
+    run_dir, fields = a_run(tmp_path, roles_paths)
+    journal = Journal(run_dir / "journal.jsonl", NOBODY)
+    journal.append("run_start", **fields)
+    for step in ("first", "second"):
+        journal.append("step_result", step_id=step, phase="main", host="h1", status="succeeded", outputs={})
+    journal.append("run_end", status="succeeded", duration_s=1.0, detail="")
+    journal.close()  # killed while it printed its summary: `resume` after a kill ends as the first try did
+    state = read_state(run_dir)
+    runbook = load_runbook(state.runbook_file, roles_paths)
+    assert plan_resume(state, runbook, None, False).main_steps(runbook) == ()
+    assert plan_resume(state, runbook, "second", False).start_at == "second"  # --from runs it again
+
+
 def deep(levels: int) -> str:
     return "[" * levels + "]" * levels
 
