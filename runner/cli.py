@@ -213,12 +213,7 @@ def cmd_backups(args: argparse.Namespace) -> int:
     report = api.backups_status(
         Path(args.inventory), args.hosts, args.dir or None, max_age_s=max_age, decode=args.decode, limit=args.limit
     )
-    if max_age is None:
-        report.max_age_by_database = backup_freshness.schedule_max_ages(_state_dir(args))
-        for d in report.databases:
-            report.max_age_by_database.setdefault(d.database, backup_freshness.DEFAULT_MAX_AGE_S)
-    backup_freshness.check_offsite(report, Path(args.inventory))
-    backup_freshness.save(_state_dir(args), report)
+    backup_freshness.assess(report, _state_dir(args), Path(args.inventory))
     if not report.ok:
         for target, ok, error in backup_freshness.notify(args.notify, report):
             print(f"notify {target}: {'sent' if ok else 'FAILED ' + error}", file=sys.stderr)

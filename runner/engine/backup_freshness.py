@@ -116,6 +116,17 @@ def schedule_max_ages(state_dir: Path) -> dict[str, float]:
     return out
 
 
+def assess(report: BackupsReport, state_dir: Path, inventory: Path) -> None:
+    """Complete a status: the max age of each database (from its backup schedule unless --max-age was given), the
+    state of its offsite copy on the backup host; then keep it for `runbook metrics`."""
+    if report.max_age_s is None:
+        report.max_age_by_database = schedule_max_ages(state_dir)
+        for d in report.databases:
+            report.max_age_by_database.setdefault(d.database, DEFAULT_MAX_AGE_S)
+    check_offsite(report, inventory)
+    save(state_dir, report)
+
+
 def save(state_dir: Path, report: BackupsReport, now: datetime | None = None) -> Path:
     path = Path(state_dir) / LAST_STATUS
     path.parent.mkdir(parents=True, exist_ok=True)
