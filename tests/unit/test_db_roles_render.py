@@ -54,6 +54,7 @@ if str(COLLECTIONS) not in sys.path:
 from ansible_collections.runbook.ops.plugins.module_utils import (  # noqa: E402
     backup_check,
     backup_files,
+    backup_reading,
     host_work,
     pg_common,
     pg_decode,
@@ -80,16 +81,17 @@ SHARED_UTILS = {
     "backup_check": backup_check,
     "safe_files": safe_files,
     "host_work": host_work,
+    "backup_reading": backup_reading,
 }
 USES = {
     "pg_dump_partial": {"pg_common", "backup_files", "pg_decode", "safe_files", "host_work"},
     "pg_inspect": {"pg_common"},
-    "pg_restore_backup": {"pg_common", "pg_decode", "host_work"},
+    "pg_restore_backup": {"pg_common", "pg_decode", "host_work", "backup_reading"},
     "pg_migration_rollback": {"pg_common"},
     "backup_verify": {"backup_check"},
     "backup_catalog": {"backup_check", "backup_files"},
     "backup_finalize": {"backup_files", "safe_files"},
-    "backup_mongo": {"backup_files", "safe_files"},
+    "backup_mongo": {"backup_files", "safe_files", "backup_reading"},
 }
 
 

@@ -34,6 +34,14 @@ options:
   database: {description: Live database name., type: str, required: true}
   mode: {description: How to restore., type: str, choices: [swap, in_place, tables, revert, cleanup], default: swap}
   path: {description: Data path of the verified backup (file or directory)., type: path, default: ""}
+  manifest:
+    description:
+      - The backup's manifest. A backup backup_retention compressed is decoded beside it into a scratch file
+        proved equal to the original's sha256, and that is what pg_restore reads.
+      - While the restore reads the backup, C(.reading-<name>@<pid>) in its directory holds it, and backup_retention
+        neither deletes nor compresses it.
+    type: path
+    default: ""
   expected_rows: {description: "Table -> row count from the backup's manifest; checked after the restore.", type: dict, default: {}}
   database_properties: {description: Encoding, collate, ctype and owner for the new database (from the manifest)., type: dict, default: {}}
   tables: {description: Tables to restore in mode C(tables) (C(orders) or C(schema.orders))., type: list, elements: str, default: []}
@@ -90,6 +98,7 @@ previous_database: {description: Name the replaced database was kept under., ret
 dropped: {description: Databases dropped (cleanup, or the replaced one when keep_previous is false)., returned: always, type: list}
 """
 
+import contextlib
 import datetime
 import hashlib
 import os
@@ -109,6 +118,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_common import (
     ALL_ROWS, COUNT_OWN_ROWS, LOGIN_ARGUMENT_SPEC, TABLES_SQL, PgClient, PgError, count_rows, display_name,
     end_lost_sessions, parse_qualified, quote_ident, quote_literal, sql_name, tail,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.backup_reading import NotReadable, reading
 from ansible_collections.runbook.ops.plugins.module_utils.pg_decode import DecodeError, toc_table_data
 from ansible_collections.runbook.ops.plugins.module_utils.host_work import (
     current_work, tracked_popen, start_work,
@@ -320,6 +330,7 @@ class RestoreTarget(object):
 
     def __init__(self, params, check_mode=False):
         self.p = params
+        self.source = params.get("source_path") or params.get("path") or ""  # the backup named in messages
         self.check_mode = check_mode
         self.db = params["database"]
         self.client = PgClient.from_params(params)
@@ -446,7 +457,7 @@ class RestoreTarget(object):
         checks = row_check(self.expected, actual) if self.expected else []
         self.result["row_check"] = checks
         decoded = {"name": "decode", "ok": True,
-                   "detail": "pg_restore read all of %s into %s" % (os.path.basename(self.p["path"]), temp)}
+                   "detail": "pg_restore read all of %s into %s" % (os.path.basename(self.source), temp)}
         self.result["checks"] = [decoded] + as_checks(checks)
         if any(not c["ok"] for c in checks):
             raise RestoreFailed("row count check failed in %s: %s" % (temp, check_message(checks)))
@@ -580,7 +591,7 @@ class Restorer(RestoreTarget):
             self.result["previous_database"] = ""
         kept = (" (previous kept as %s)" % previous) if self.result["previous_database"] else ""
         self.result["restored"] = "%s restored from %s by swap: %d tables, %d rows%s" % (
-            self.db, os.path.basename(self.p["path"]), len(actual), sum(actual.values()), kept)
+            self.db, os.path.basename(self.source), len(actual), sum(actual.values()), kept)
         return self.result
 
     def do_swap(self, incoming, outgoing):
@@ -622,7 +633,7 @@ class Restorer(RestoreTarget):
         self.result["changed"] = True
         if self.check_mode:
             self.result["restored"] = "would drop %s, create it again and restore %s into it" % (
-                self.db, self.p["path"])
+                self.db, self.source)
             return self.result
         jobs = int(self.p.get("jobs") or 2)
         try:
@@ -648,7 +659,7 @@ class Restorer(RestoreTarget):
                                 live_touched=True)
         self.result["rows_after"] = actual
         self.result["restored"] = "%s restored in place from %s: %d tables, %d rows" % (
-            self.db, os.path.basename(self.p["path"]), len(actual), sum(actual.values()))
+            self.db, os.path.basename(self.source), len(actual), sum(actual.values()))
         return self.result
 
     def tables(self):
@@ -670,7 +681,7 @@ class Restorer(RestoreTarget):
         self.result["changed"] = True
         if self.check_mode:
             self.result["restored"] = "would restore %s of %s from %s in one transaction" % (
-                ", ".join(keys), self.db, self.p["path"])
+                ", ".join(keys), self.db, self.source)
             return self.result
         head, tail_sql = table_load_sql(keys, self.expected, self.lock_timeout)
         self.load_tables(keys, head, tail_sql)
@@ -681,7 +692,7 @@ class Restorer(RestoreTarget):
         self.result["checks"] = as_checks(self.result["row_check"])
         self.result["rows_after"] = actual
         self.result["restored"] = "%s of %s restored from %s in one transaction (%d rows); other tables untouched" % (
-            ", ".join(keys), self.db, os.path.basename(self.p["path"]), sum(actual.get(k, 0) for k in keys))
+            ", ".join(keys), self.db, os.path.basename(self.source), sum(actual.get(k, 0) for k in keys))
         return self.result
 
     def revert(self):
@@ -707,8 +718,19 @@ class Restorer(RestoreTarget):
                 "revert": self.revert, "cleanup": self.cleanup}[mode]()
 
 
+@contextlib.contextmanager
+def restore_source(params, check_mode):
+    """The params with path the plain data to read (decoded from a compressed backup), held while it is read."""
+    if check_mode or not params.get("path") or params["mode"] in ("revert", "cleanup"):
+        yield params
+        return
+    with reading(params["path"], params.get("manifest")) as plain:
+        yield dict(params, path=plain, source_path=params["path"])
+
+
 def run(params, check_mode=False):
-    return Restorer(params, check_mode).run()
+    with restore_source(params, check_mode) as readable:
+        return Restorer(readable, check_mode).run()
 
 
 def main():
@@ -718,6 +740,7 @@ def main():
             database=dict(type="str", required=True),
             mode=dict(type="str", default="swap", choices=["swap", "in_place", "tables", "revert", "cleanup"]),
             path=dict(type="path", default=""),
+            manifest=dict(type="path", default=""),
             expected_rows=dict(type="dict", default={}),
             database_properties=dict(type="dict", default={}),
             tables=dict(type="list", elements="str", default=[]),
@@ -739,8 +762,13 @@ def main():
     work = start_work("pg_restore_backup", module.params)
     restorer = None
     try:
-        restorer = Restorer(module.params, module.check_mode)
-        result = restorer.run()
+        with restore_source(module.params, module.check_mode) as params:
+            restorer = Restorer(params, module.check_mode)
+            result = restorer.run()
+    except NotReadable as exc:
+        msg = "%s check failed: %s" % (exc.check, exc.detail)
+        work.finish(True, msg)
+        module.fail_json(msg=msg, stopped=work.reason, live_touched=False)
     except (RestoreFailed, PgError, ValueError, OSError) as exc:
         extra = dict(restorer.result) if restorer else {}
         if isinstance(exc, RestoreFailed):
