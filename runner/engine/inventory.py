@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,3 +73,45 @@ def _read(inventory: Path, read: Callable[[], T]) -> T:
         return read()
     except Exception as exc:  # ansible raises AnsibleError subclasses with readable text
         raise InvalidInput(f"cannot read inventory {inventory}: {exc}") from exc
+
+
+def group_all_vars(inventory: Path) -> dict[str, Any]:
+    """The variables the inventory gives every host (its `all` group: inline vars and group_vars/all), for the
+    notification templates (`inventory.runbook_notify_webhook`); plain values only, {} when it cannot be read."""
+    try:
+        return _read(inventory, lambda: _all_vars(inventory))
+    except InvalidInput:
+        return {}
+
+
+def _all_vars(inventory: Path) -> dict[str, Any]:
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.vars.plugins import get_vars_from_path
+
+    with warnings.catch_warnings():  # "already configured" when this process loaded plugins before: harmless
+        warnings.simplefilter("ignore")
+        init_plugin_loader()
+    manager = _manager(inventory, None)
+    group = manager.groups["all"]
+    found = dict(group.get_vars())
+    base = inventory if inventory.is_dir() else inventory.parent
+    with contextlib.redirect_stderr(io.StringIO()):
+        found.update(get_vars_from_path(manager._loader, str(base.resolve()), [group], "task"))
+    plain: dict[str, Any] = {}
+    for key, value in found.items():
+        with contextlib.suppress(Exception):  # a vault value without its secret, say: left out
+            if _plain(value) is not None:
+                plain[str(key)] = _plain(value)
+    return plain
+
+
+def _plain(value: Any) -> Any:
+    """A str, number, bool or list of them as a plain Python value (ansible-core 2.19 tags its strings); None
+    for anything else."""
+    if isinstance(value, list):
+        items = [_plain(item) for item in value]
+        return items if all(item is not None for item in items) else None
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return None

@@ -18,6 +18,7 @@ from runner.engine.approvals import ApprovalPolicy, Approvals, Approver, Questio
 from runner.engine.events import FAILED, UNREACHABLE, HostStepResult
 from runner.engine.execute import first_error_line, prepare_private_dir, scrub_private_dir
 from runner.engine.host_work import HostWorkGuard
+from runner.engine.inventory import group_all_vars
 from runner.engine.journal import utcnow, write_request
 from runner.engine.leftovers import control_process
 from runner.engine.outcome import EXIT_FOR_STATUS as EXIT_FOR_STATUS  # still importable from here
@@ -248,6 +249,7 @@ class _Run(RunLog):
             notifications=self.runbook.notify if send and not self.options.check else (),
             params=self.params.values,
             record=record,
+            inventory=lambda: group_all_vars(self.options.inventory),
         )
         ended = {"status": report.status, "detail": report.status_detail, "duration_s": report.duration_s}
         self.journal.append("run_end", **ended)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import smtplib
 import socket
 import time
@@ -35,6 +36,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from runner.language.durations import format_seconds
 from runner.records.formats import render_markdown
 from runner.records.model import NotificationResult, Report, RunStatus, as_report
+from runner.records.redact import Redactor
 from runner.records.timeline import STATUS_COLOURS
 
 OUTCOME_FOR_STATUS: dict[str, str] = {
@@ -85,13 +87,17 @@ def _field(notification: Any, name: str, default: Any = None) -> Any:
     return target.get(name, default) if isinstance(target, Mapping) else default
 
 
-def render_template(text: str, params: Mapping[str, Any], report: Report | Mapping[str, Any]) -> str:
-    """A notification template over params (and the run's status, runbook, run_id, severity) in a sandbox."""
+def render_template(
+    text: str, params: Mapping[str, Any], report: Report | Mapping[str, Any], inventory: Mapping[str, Any] | None = None
+) -> str:
+    """A notification template over params, the inventory's `all` variables (`inventory.NAME`) and the run's
+    status, runbook, run_id and severity, in a sandbox."""
     if "{{" not in text and "{%" not in text:
         return text
     report = as_report(report)
     return _SANDBOX.from_string(text).render(
         params=dict(params),
+        inventory=dict(inventory or {}),
         status=report.status.value,
         run_id=report.run_id,
         severity=report.severity,
@@ -340,29 +346,66 @@ class _Retry:
     backoff_s: float
 
 
+@dataclass(frozen=True)
+class _Values:
+    """What the notification templates read: the run's real params and the inventory's `all` variables."""
+
+    params: Mapping[str, Any]
+    inventory: Mapping[str, Any]
+
+    def render(self, text: str, report: Report) -> str:
+        return render_template(text, self.params, report, self.inventory)
+
+
+@dataclass(frozen=True)
+class _AlsoHiding:
+    """The run's redactor, and the secret-looking values of the inventory a template may have read."""
+
+    run: RedactorLike
+    inventory: Redactor
+
+    def text(self, value: str) -> str:
+        return self.inventory.text(self.run.text(value))
+
+    def scrub(self, value: Any) -> Any:
+        return self.inventory.scrub(self.run.scrub(value))
+
+
+_SECRET_NAME = re.compile(r"webhook|token|secret|password|passwd|key", re.IGNORECASE)
+
+
+def _hiding_inventory(redactor: RedactorLike, inventory: Mapping[str, Any]) -> RedactorLike:
+    values = [str(v) for k, v in inventory.items() if _SECRET_NAME.search(k) and isinstance(v, str) and v]
+    return _AlsoHiding(redactor, Redactor(values)) if values else redactor
+
+
+class _Off(Exception):
+    """The notification's target renders empty (a param or inventory variable left unset): it is not sent."""
+
+
 def _webhook(
-    notification: Any, report: Report, params: Mapping[str, Any], redactor: RedactorLike, report_path: str,
-    retry: _Retry,
+    notification: Any, report: Report, values: _Values, redactor: RedactorLike, report_path: str, retry: _Retry
 ) -> tuple[str, tuple[bool, str, int]]:
-    url = render_template(str(_field(notification, "url", "") or ""), params, report)
+    url = values.render(str(_field(notification, "url", "") or ""), report).strip()
+    if not url:
+        raise _Off
     channel = _field(notification, "channel")
-    channel_text = redactor.text(render_template(str(channel), params, report)) if channel else None
+    channel_text = redactor.text(values.render(str(channel), report)) if channel else None
     payload = redactor.scrub(webhook_payload(report, report_path, channel_text))
     sent = post_webhook(url, payload, timeout_s=retry.timeout_s, attempts=retry.attempts, backoff_s=retry.backoff_s)
     return redactor.text(url), sent
 
 
 def _email(
-    notification: Any, report: Report, params: Mapping[str, Any], redactor: RedactorLike, report_path: str,
-    retry: _Retry,
+    notification: Any, report: Report, values: _Values, redactor: RedactorLike, report_path: str, retry: _Retry
 ) -> tuple[str, tuple[bool, str, int]]:
     raw_to = _field(notification, "to") or []
-    recipients = [
-        render_template(str(r), params, report).strip() for r in ([raw_to] if isinstance(raw_to, str) else raw_to)
-    ]
-    recipients = [r for r in recipients if r]
+    rendered = [values.render(str(r), report) for r in ([raw_to] if isinstance(raw_to, str) else raw_to)]
+    recipients = [r.strip() for text in rendered for r in text.split(",") if r.strip()]
+    if not recipients:
+        raise _Off
     subject_template = _field(notification, "subject")
-    subject = render_template(str(subject_template), params, report) if subject_template else default_subject(report)
+    subject = values.render(str(subject_template), report) if subject_template else default_subject(report)
     subject = " ".join(redactor.text(subject).split())  # no header injection through newlines
     body = redactor.text(render_markdown(report))
     if report_path:
@@ -383,13 +426,16 @@ def send_one(
     redactor: RedactorLike,
     *,
     report_path: str = "",
+    inventory: Mapping[str, Any] | None = None,
     timeout_s: float = TIMEOUT_S,
     attempts: int = ATTEMPTS,
     backoff_s: float = BACKOFF_S,
-) -> NotificationResult:
-    """Deliver one notification now (whatever the outcome); never raises."""
+) -> NotificationResult | None:
+    """Deliver one notification now (whatever the outcome); None when its target renders empty (off); never
+    raises."""
     kind = str(_field(notification, "kind", "") or "")
     target = ""
+    redactor = _hiding_inventory(redactor, inventory or {})
     try:
         safe_report = as_report(report).scrubbed(redactor.scrub)
         sender = _SENDERS.get(kind)
@@ -397,7 +443,10 @@ def send_one(
             ok, error, tries = False, f"unknown notification kind {kind!r}", 0
         else:
             retry = _Retry(timeout_s, attempts, backoff_s)
-            target, (ok, error, tries) = sender(notification, safe_report, params, redactor, report_path, retry)
+            values = _Values(params, inventory or {})
+            target, (ok, error, tries) = sender(notification, safe_report, values, redactor, report_path, retry)
+    except _Off:
+        return None
     except (TemplateError, SecurityError) as exc:
         ok, error, tries = False, f"template error: {exc}", 0
     except Exception as exc:  # never let a notification break the end of a run
@@ -419,26 +468,30 @@ def send_all(
     redactor: RedactorLike,
     *,
     report_path: str | Path = "",
+    inventory: Mapping[str, Any] | None = None,
     timeout_s: float = TIMEOUT_S,
     attempts: int = ATTEMPTS,
     backoff_s: float = BACKOFF_S,
 ) -> list[NotificationResult]:
-    """Send every notification whose `on` covers the report's status; one result per notification sent."""
+    """Send every notification whose `on` covers the report's status and whose target is set; one result per
+    notification sent."""
     report = as_report(report)
-    return [
+    sent = (
         send_one(
             notification,
             report,
             params,
             redactor,
             report_path=str(report_path),
+            inventory=inventory,
             timeout_s=timeout_s,
             attempts=attempts,
             backoff_s=backoff_s,
         )
         for notification in notifications
         if _fires_safely(notification, report.status)
-    ]
+    )
+    return [result for result in sent if result is not None]
 
 
 __all__ = [

@@ -35,14 +35,17 @@ class RunRecorder:
         notifications: Sequence[Notification],
         params: Mapping[str, Any],
         record: bool,
+        inventory: Callable[[], Mapping[str, Any]] = dict,
     ) -> tuple[Report, ReportFiles]:
-        """Build and redact the report, send the notifications (with the real params), write the files and, when
-        record, the history row. Returns the report as written and the files to point the operator at."""
+        """Build and redact the report, send the notifications (with the real params and the inventory's `all`
+        variables, read only when there are notifications), write the files and, when record, the history row.
+        Returns the report as written and the files to point the operator at."""
         report = build_report(facts, results).scrubbed(self.redactor.scrub)
         if notifications:
             self.emit("notify", count=len(notifications))
             sent = notify.send_all(
-                notifications, report, params, self.redactor, report_path=str(self.run_dir / MARKDOWN_NAME)
+                notifications, report, params, self.redactor, report_path=str(self.run_dir / MARKDOWN_NAME),
+                inventory=inventory(),
             )
             report = report.with_notifications(sent)
         files = self.write(report)

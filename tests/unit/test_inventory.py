@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.engine.inventory import step_hosts
+from runner.engine.inventory import group_all_vars, step_hosts
 from runner.errors import InvalidInput
 from runner.language.model import Step
 
@@ -49,3 +49,16 @@ def test_a_param_value_is_data_not_a_template(hosts_file: Path) -> None:
 def test_a_pattern_that_cannot_be_resolved_is_refused_before_any_host_is_touched(hosts_file: Path) -> None:
     with pytest.raises(InvalidInput, match=r"step one: cannot resolve hosts"):
         step_hosts(hosts_file, [step("one", "{{ params.nope }}")], None, {"target": "app1"})
+
+
+def test_the_inventorys_all_variables_come_from_its_file_and_group_vars(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text(
+        "runbook_notify_webhook: https://hooks.example.org/x\nnested: {a: 1}\nteams: [ops, dba]\n")
+    (tmp_path / "hosts.yml").write_text("all:\n  vars:\n    runbook_notify_email: oncall@example.org\n"
+                                        "  hosts:\n    app1: {ansible_host: 127.0.0.1}\n")
+    found = group_all_vars(tmp_path / "hosts.yml")
+    assert found["runbook_notify_webhook"] == "https://hooks.example.org/x"
+    assert found["runbook_notify_email"] == "oncall@example.org"
+    assert found["teams"] == ["ops", "dba"] and "nested" not in found  # plain values only
+    assert group_all_vars(tmp_path / "missing.yml") == {}

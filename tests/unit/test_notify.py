@@ -368,3 +368,25 @@ def test_webhook_payload_escapes_what_hosts_and_operators_wrote() -> None:
     assert any("app1: &lt;!here&gt; → v1 &gt; v0" in t for t in texts)
     assert any("/state/runs/&lt;!everyone&gt;/report.md" in t for t in texts)
     assert "*Status*\nrolled_back" in texts and "*Runbook*\n`backend-rollback`" in texts  # the product's own markup
+
+
+SHIPPED_WEBHOOK = "{{ params.notify_webhook or inventory.runbook_notify_webhook | default('') }}"
+SHIPPED_EMAIL = "{{ params.notify_email or inventory.runbook_notify_email | default('') }}"
+
+
+def test_a_target_left_empty_in_the_params_and_the_inventory_sends_nothing() -> None:
+    email = Notification(kind="email", on=("rolled_back",), target={"to": [SHIPPED_EMAIL]})
+    shipped = [webhook(SHIPPED_WEBHOOK), email]
+    params = {"notify_webhook": "", "notify_email": ""}
+    assert notify.send_all(shipped, make_report(), params, REDACTOR, inventory={}) == []
+    assert notify.send_all(shipped, make_report(), params, REDACTOR) == []
+
+
+def test_the_inventory_gives_the_webhook_and_its_secret_path_stays_out_of_the_record() -> None:
+    with Receiver() as receiver:
+        hook = f"http://127.0.0.1:{receiver.port}/services/T000/B000/XYZsecretpath"
+        results = notify.send_all([webhook(SHIPPED_WEBHOOK)], make_report(), {"notify_webhook": ""}, REDACTOR,
+                                  inventory={"runbook_notify_webhook": hook, "lab_environment": "lab"})
+        assert [r["path"] for r in receiver.requests] == ["/services/T000/B000/XYZsecretpath"]
+    assert results == [{"kind": "webhook", "target": SECRET_MASK, "ok": True, "error": "", "attempts": 1}]
+    assert "XYZsecretpath" not in json.dumps(results)
