@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from runner.engine.events import PLAN_OUTPUT
 from runner.language.durations import format_seconds
 
 
@@ -16,6 +17,15 @@ def one_line(text: str, limit: int = 240) -> str:
 
 
 _MARK = {"succeeded": "ok", "failed": "FAILED", "unreachable": "UNREACHABLE", "skipped": "skipped"}
+
+
+def plan_lines(data: dict[str, Any]) -> list[str]:
+    """The lines of a step's plan output (backup_retention: keep / compress / copy / delete per backup)."""
+    outputs = data.get("outputs")
+    plan = outputs.get(PLAN_OUTPUT) if isinstance(outputs, dict) else None
+    if not isinstance(plan, list):
+        return []
+    return [f"      {''.join(c if c.isprintable() else ' ' for c in str(line))[:240].rstrip()}" for line in plan]
 
 
 class PlainProgress:
@@ -40,6 +50,7 @@ class PlainProgress:
                 mark = "changed"
             message = f" — {one_line(data['message'])}" if data.get("message") and data["status"] != "succeeded" else ""
             line = f"  {data['step_id']:<18} {data['host']:<12} {mark:<8} {format_seconds(data['duration_s'])}{message}"
+            line = "\n".join([line, *plan_lines(data)])
         elif kind == "rollback_start":
             line = f"FAILURE: {one_line(data['reason'])}\n          rolling back (on_failure)"
         elif kind == "approval":
@@ -113,6 +124,8 @@ class RichProgress:
                 f"{format_seconds(data['duration_s'])}{message}",
                 highlight=False,
             )
+            for plan_line in plan_lines(data):
+                self.console.print(plan_line, highlight=False, markup=False)
         elif kind == "rollback_start":
             self.console.print(f"[bold red]FAILURE:[/] {one_line(data['reason'])}\n[bold]rolling back (on_failure)[/]")
         elif kind == "approval":

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.engine.events import INCOMPLETE, SUCCEEDED, HostStepResult
+from runner.engine.events import INCOMPLETE, PLAN_OUTPUT, SUCCEEDED, HostStepResult
 from runner.engine.execute import cancel_on_signals, first_error_line, prepare_private_dir
 from runner.engine.prepare import PreparedRun
 from runner.engine.run_calls import CallSetup, LeaseLost, RunCalls
@@ -87,7 +87,7 @@ def _checked(result: HostStepResult, redactor: Redactor) -> CheckedStep:
         message = "; ".join(part for part in (would, result.message) if part)
     elif result.status == INCOMPLETE:
         message = "stopped before the step finished (another host failed)"
-    plan = result.outputs.get("plan") if isinstance(result.outputs, dict) else None
+    plan = result.outputs.get(PLAN_OUTPUT) if isinstance(result.outputs, dict) else None
     details = tuple(redactor.text(str(line)) for line in plan) if isinstance(plan, list) else ()
     return CheckedStep(result.step_id, result.host, outcome, redactor.text(message), details)
 

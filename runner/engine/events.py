@@ -41,6 +41,8 @@ _TASK_EVENTS = {
     "runner_item_on_failed",
 }
 
+PLAN_OUTPUT = "plan"  # a step output of this name, a list of lines, is shown under its result
+
 
 @dataclass
 class HostStepResult:

@@ -3,14 +3,19 @@
 ansible-runner's ansible-playbook outlives a killed `runbook run` and goes on through the playbook with nobody
 recording what it does. Before a run is resumed, the calls it left running are ended (they are recognised by the
 run's directory on their command line: its playbooks, its lease and host-work calls), so the resumed run never
-acts beside them; a run whose own `runbook` process still lives is refused instead.
+acts beside them; a run whose own `runbook` process still lives is refused instead. Then the scratch directories
+its roles made on this node and named after it (backup_retention's offsite copies pass through one) are removed:
+a killed run leaves backup data in them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import stat
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -82,3 +87,19 @@ def end_calls_left_running(run_dir: Path, timeout: float = 10.0) -> list[int]:
         if not any(pid_alive(pid) for pid in pids):
             break
     return pids
+
+
+SCRATCH_PREFIXES = ("runbook-offsite-",)  # roles' tempfile prefixes on the control node, followed by the run id
+
+
+def remove_scratch(run_id: str, parent: Path | None = None) -> list[Path]:
+    """This user's scratch directories of the run (never through a link); the ones removed."""
+    base = parent or Path(tempfile.gettempdir())
+    removed = []
+    for prefix in SCRATCH_PREFIXES:
+        for path in base.glob(f"{prefix}{run_id}-*"):
+            info = path.lstat()
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed

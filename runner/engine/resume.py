@@ -69,6 +69,7 @@ def resume_run(run_dir: Path, roles_paths: list[Path], request: ResumeRequest) -
     plan = plan_resume(state, runbook, request.from_step, request.failed_hosts_only)
     leftovers.refuse_if_running(state.run_id, state.control)
     leftovers.end_calls_left_running(run_dir)
+    leftovers.remove_scratch(state.run_id)
     limit = ":".join(plan.hosts) if plan.hosts else request.limit or state.limit
     return ResumedRun(runbook, params, request.inventory or state.inventory, limit, plan)
 

@@ -11,12 +11,13 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from labtools import INVENTORY, RUNBOOK, drop_databases, host_sh, pg, run, shop_copy, step_outputs
+from labtools import INVENTORY, RUNBOOK, drop_databases, host_sh, pg, run, runbook_cli, shop_copy, step_outputs
 
 pytestmark = pytest.mark.lab
 
@@ -109,6 +110,17 @@ def test_cleanup_deletes_exactly_the_plan_and_the_newest_restores(scratch: list[
     with pg(DB) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (1000,)
 
+    # The compressed backup restores too: decoded beside it, proved equal to the original, read, removed.
+    with pg(DB) as conn:
+        conn.execute("DELETE FROM orders WHERE id % 3 = 0")
+    restored = run(tmp_path, "postgres-restore", "--yes", "-p", f"database={DB}", "-p", f"backup_dir={DIR}",
+                   "-p", f"backup={names[2]}")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    with pg(DB) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (1000,)
+    assert names[2] + ".dump" in step_outputs(tmp_path, "restore")["restored"]
+    assert [n for n in host_sh("db", f"ls -A {DIR}").split() if ".decode-" in n or n.startswith(".reading-")] == []
+
 
 def test_a_corrupt_offsite_copy_is_found_and_sent_again(scratch: list[str], tmp_path: Path) -> None:
     newest = names_in("db", DIR)[-1]
@@ -159,6 +171,10 @@ def test_kill_9_during_cleanup_leaves_nothing_half_done_and_the_next_run_finishe
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     time.sleep(2)
+    killed = next((tmp_path / "runs").iterdir()).name
+    resumed = runbook_cli(tmp_path, "resume", killed, "--yes")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert not list(Path(tempfile.gettempdir()).glob(f"runbook-offsite-{killed}-*"))  # no backup data left here
     for name in names_in("db", DIR):  # whatever has a manifest verifies, or says it is incomplete
         manifest = json.loads(host_sh("db", f"cat {DIR}/{name}.manifest.json"))
         present = host_sh("db", f"ls {DIR}").split()

@@ -54,6 +54,7 @@ if str(COLLECTIONS) not in sys.path:
 from ansible_collections.runbook.ops.plugins.module_utils import (  # noqa: E402
     backup_check,
     backup_files,
+    backup_reading,
     host_work,
     pg_common,
     pg_decode,
@@ -86,16 +87,19 @@ SHARED_UTILS = {
     "pg_restore_sql": pg_restore_sql,
     "pg_restore_counts": pg_restore_counts,
     "pg_restore_target": pg_restore_target,
+    "backup_reading": backup_reading,
 }
 USES = {
     "pg_dump_partial": {"pg_common", "backup_files", "pg_decode", "safe_files", "host_work"},
     "pg_inspect": {"pg_common"},
-    "pg_restore_backup": {"pg_common", "host_work", "pg_restore_sql", "pg_restore_counts", "pg_restore_target"},
+    "pg_restore_backup": {
+        "pg_common", "host_work", "backup_reading", "pg_restore_sql", "pg_restore_counts", "pg_restore_target",
+    },
     "pg_migration_rollback": {"pg_common"},
     "backup_verify": {"backup_check"},
     "backup_catalog": {"backup_check", "backup_files"},
     "backup_finalize": {"backup_files", "safe_files"},
-    "backup_mongo": {"backup_files", "safe_files"},
+    "backup_mongo": {"backup_files", "safe_files", "backup_reading"},
 }
 
 

@@ -175,3 +175,18 @@ def test_the_calls_a_dead_run_left_running_are_ended_with_what_they_started(tmp_
         if call.poll() is None:
             call.kill()
     assert leftovers.calls_left_running(run_dir) == [] and os.getpid() not in leftovers.calls_left_running(tmp_path)
+
+
+def test_the_scratch_directories_a_killed_run_left_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    mine = tmp_path / "runbook-offsite-r1-a8x2"
+    (mine / "deep").mkdir(parents=True)
+    (mine / "shop.dump").write_bytes(b"backup data")
+    other_run = tmp_path / "runbook-offsite-r10-zz"
+    other_run.mkdir()
+    target = tmp_path / "precious"
+    target.mkdir()
+    link = tmp_path / "runbook-offsite-r1-link"
+    link.symlink_to(target, target_is_directory=True)
+    assert leftovers.remove_scratch("r1", tmp_path) == [mine]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["precious", "runbook-offsite-r1-link", "runbook-offsite-r10-zz"]

@@ -21,6 +21,7 @@ import zlib
 from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
     CHUNK, DATA_SUFFIX, LATEST_MARKER, MANIFEST_SUFFIX, PARTIAL_SUFFIX, data_files, marker_path, sha256_file,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.backup_reading import NotReadable, plain_data
 from ansible_collections.runbook.ops.plugins.module_utils.pg_decode import DecodeError, decode_postgres
 from ansible_collections.runbook.ops.plugins.module_utils.pg_common import display_name, parse_qualified
 
@@ -201,48 +202,18 @@ def _decoded(path, bin_dir):
         raise Refused("decode", str(exc))
 
 
-def _decompress_into(path, method, out):
-    """Write what a compressed backup decodes to into out; its sha256 (zstd or gzip; a damaged stream raises)."""
-    digest = hashlib.sha256()
-    if method == "zstd":
-        if not shutil.which("zstd"):
-            raise Refused("decode", "%s is zstd-compressed and this host has no zstd" % path)
-        proc = subprocess.Popen(["zstd", "-q", "-d", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        for block in iter(lambda: proc.stdout.read(CHUNK), b""):
-            digest.update(block)
-            out.write(block)
-        proc.stdout.close()
-        if proc.wait() != 0:
-            raise Refused("decode", "%s does not decompress (zstd exit %d)" % (path, proc.returncode))
-        return digest.hexdigest()
-    try:
-        with gzip.open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(CHUNK), b""):
-                digest.update(block)
-                out.write(block)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise Refused("decode", "%s does not decompress: %s" % (path, exc))
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def plain_copy(data_path, manifest, passed):
-    """The backup's data as written by the dump: the file itself, or (a backup compressed by backup_retention,
-    manifest keys original and compression) a scratch copy decoded from it and proved equal to the original's recorded sha256."""
-    if not isinstance(manifest.get("original"), dict):  # "compression" alone is the dump's own (pg_dump -Z, mongo gzip)
-        yield data_path
-        return
-    method = manifest.get("compression")
-    original = manifest["original"].get("sha256")
-    if method not in ("zstd", "gzip") or not original:
-        raise Refused("manifest", "compression %r without the original's sha256" % (method,))
-    with tempfile.NamedTemporaryFile(prefix="runbook-decode-", suffix=os.path.basename(data_path)) as scratch:
-        got = _decompress_into(data_path, method, scratch)
-        scratch.flush()
-        if got != original:
-            raise Refused("decode", "%s decodes to sha256 %s, the original was %s" % (data_path, got, original))
-        passed("decompress", "%s decodes to the original (sha256 %s)" % (method, original[:16]))
-        yield scratch.name
+    """The backup's data as written by the dump: the file itself, or (a backup compressed by backup_retention) a
+    scratch copy decoded from it and proved equal to the original's recorded sha256."""
+    try:
+        with plain_data(data_path, manifest, tempfile.gettempdir()) as plain:
+            if plain != data_path:
+                passed("decompress", "%s decodes to the original (sha256 %s)"
+                       % (manifest["compression"], manifest["original"]["sha256"][:16]))
+            yield plain
+    except NotReadable as exc:
+        raise Refused(exc.check, exc.detail)
 
 
 def _decode_checks(params, kind, manifest, data_path, result, passed):

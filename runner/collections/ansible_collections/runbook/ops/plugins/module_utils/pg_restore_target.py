@@ -52,6 +52,7 @@ class RestoreTarget(object):
 
     def __init__(self, params, check_mode=False):
         self.p = params
+        self.source = params.get("source_path") or params.get("path") or ""  # the backup named in messages
         self.check_mode = check_mode
         self.db = params["database"]
         self.client = PgClient.from_params(params)
@@ -83,6 +84,10 @@ class RestoreTarget(object):
         self.result["live_touched"] = live_database != "untouched"
         self.work.note(live_database=live_database, live_touched=self.result["live_touched"], database=self.db)
 
+    def record_command(self, argv):
+        """A command run on the host, in the result's commands."""
+        self.result.setdefault("commands", []).append(argv)
+
     def admin(self, sql, what):
         return self.client.psql(self.maint, sql, what=what)
 
@@ -93,7 +98,7 @@ class RestoreTarget(object):
     def pg_restore(self, database, single_transaction):
         argv = pg_restore_argv(self.client, database, self.p["path"], self.p.get("jobs") or 2,
                             self.p.get("no_owner"), single_transaction)
-        self.result.setdefault("commands", []).append(argv)
+        self.record_command(argv)
         self.client.run(argv, what="pg_restore into %s" % database)
 
     def count_live_in_background(self):
@@ -127,7 +132,7 @@ class RestoreTarget(object):
             return {}
         argv = pg_restore_argv(self.client, database, self.p["path"], jobs, self.p.get("no_owner"), False)
         argv.insert(-1, "--verbose")
-        self.result.setdefault("commands", []).append(argv)
+        self.record_command(argv)
         counter = LoadedTableCounter(self.client, database, entries)
         last = []
         proc = self.client.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -181,7 +186,7 @@ class RestoreTarget(object):
         checks = row_check(self.expected, actual) if self.expected else []
         self.result["row_check"] = checks
         decoded = {"name": "decode", "ok": True,
-                   "detail": "pg_restore read all of %s into %s" % (os.path.basename(self.p["path"]), temp)}
+                   "detail": "pg_restore read all of %s into %s" % (os.path.basename(self.source), temp)}
         self.result["checks"] = [decoded] + as_checks(checks)
         if any(not c["ok"] for c in checks):
             raise RestoreFailed("row count check failed in %s: %s" % (temp, check_message(checks)))
@@ -193,56 +198,59 @@ class RestoreTarget(object):
         if not os.path.exists(self.p["path"]):
             raise RestoreFailed("backup data %s does not exist" % self.p["path"])
 
-    def load_tables(self, keys, head, tail_sql):
-        """psql reads BEGIN; TRUNCATE; <data>; <check>; COMMIT from us. COMMIT is written only after every
-        pg_restore succeeded; on any failure psql is killed with the transaction open, so it rolls back."""
-        argv = [self.client.tool("psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
-                "-d", self.client.conninfo(self.db), "-f", "-"]
-        errlog = tempfile.TemporaryFile()
-        psql = self.client.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
-        ok, reader = False, None
-        try:
-            psql.stdin.write(head.encode("utf-8"))
-            for key in keys:
-                schema, name = parse_qualified(key)
-                argv_r = [self.client.tool("pg_restore"), "--data-only", "-n", schema, "-t", name, "-f", "-"]
-                if self.p.get("disable_triggers"):
-                    argv_r.append("--disable-triggers")
-                argv_r.append(self.p["path"])
-                self.result.setdefault("commands", []).append(argv_r)
-                with tempfile.TemporaryFile() as rerr:
-                    reader = tracked_popen(argv_r, stdout=subprocess.PIPE, stderr=rerr, stdin=subprocess.DEVNULL)
-                    seen = False
-                    for line in reader.stdout:
-                        if line.startswith(b"COPY "):
-                            seen = True
-                        psql.stdin.write(line)
-                    rc = reader.wait()
-                    reader.stdout.close()
-                    if rc != 0:
-                        rerr.seek(0)
-                        raise RestoreFailed("pg_restore of %s failed (exit %d): %s; nothing was committed" % (
-                            key, rc, tail(rerr.read().decode("utf-8", "replace"), 4)))
-                if not seen:
-                    raise RestoreFailed("the backup holds no data for %s; nothing was committed" % key)
-            psql.stdin.write(tail_sql.encode("utf-8"))
-            psql.stdin.close()
-            rc = psql.wait()
-            errlog.seek(0)
-            err = errlog.read().decode("utf-8", "replace")
-            if rc != 0:
-                raise RestoreFailed("restore of %s rolled back: %s" % (", ".join(keys), tail(err, 6)))
-            ok = True
-        except (IOError, OSError) as exc:  # psql exited early (an error stopped it): report its message
-            errlog.seek(0)
-            raise RestoreFailed("restore of %s rolled back: %s" % (
-                ", ".join(keys), tail(errlog.read().decode("utf-8", "replace"), 6) or exc))
-        finally:
-            for proc in (reader, psql):
-                if not ok and proc is not None and proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-            if reader is not None:
+
+def load_tables(client, database, path, keys, head, tail_sql, disable_triggers=False, record=None):
+    """The selective restore of keys (tables) of the backup at path into database: psql reads BEGIN; TRUNCATE;
+    <data>; <check>; COMMIT from us. COMMIT is written only after every pg_restore succeeded; on any failure psql
+    is killed with the transaction open, so it rolls back. record(argv): each pg_restore's command, before it runs."""
+    argv = [client.tool("psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
+            "-d", client.conninfo(database), "-f", "-"]
+    errlog = tempfile.TemporaryFile()
+    psql = client.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)
+    ok, reader = False, None
+    try:
+        psql.stdin.write(head.encode("utf-8"))
+        for key in keys:
+            schema, name = parse_qualified(key)
+            argv_r = [client.tool("pg_restore"), "--data-only", "-n", schema, "-t", name, "-f", "-"]
+            if disable_triggers:
+                argv_r.append("--disable-triggers")
+            argv_r.append(path)
+            if record is not None:
+                record(argv_r)
+            with tempfile.TemporaryFile() as rerr:
+                reader = tracked_popen(argv_r, stdout=subprocess.PIPE, stderr=rerr, stdin=subprocess.DEVNULL)
+                seen = False
+                for line in reader.stdout:
+                    if line.startswith(b"COPY "):
+                        seen = True
+                    psql.stdin.write(line)
+                rc = reader.wait()
                 reader.stdout.close()
-            self.client.close_secret(psql)
-            errlog.close()
+                if rc != 0:
+                    rerr.seek(0)
+                    raise RestoreFailed("pg_restore of %s failed (exit %d): %s; nothing was committed" % (
+                        key, rc, tail(rerr.read().decode("utf-8", "replace"), 4)))
+            if not seen:
+                raise RestoreFailed("the backup holds no data for %s; nothing was committed" % key)
+        psql.stdin.write(tail_sql.encode("utf-8"))
+        psql.stdin.close()
+        rc = psql.wait()
+        errlog.seek(0)
+        err = errlog.read().decode("utf-8", "replace")
+        if rc != 0:
+            raise RestoreFailed("restore of %s rolled back: %s" % (", ".join(keys), tail(err, 6)))
+        ok = True
+    except (IOError, OSError) as exc:  # psql exited early (an error stopped it): report its message
+        errlog.seek(0)
+        raise RestoreFailed("restore of %s rolled back: %s" % (
+            ", ".join(keys), tail(errlog.read().decode("utf-8", "replace"), 6) or exc))
+    finally:
+        for proc in (reader, psql):
+            if not ok and proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if reader is not None:
+            reader.stdout.close()
+        client.close_secret(psql)
+        errlog.close()

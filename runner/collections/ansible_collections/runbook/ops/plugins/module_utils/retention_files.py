@@ -7,7 +7,7 @@ Two kinds of sets. Managed backups (postgres, mongodb: the roles' <name>.manifes
 from their manifests and checked (files, sizes, sha256: verified or corrupt). Plain files (kind files) are every
 file matching a name pattern (seed 004's db_backup_*.sql), also once compressed (pattern + .zst/.gz); they are
 unverified. A backup's time is its data file's modification time. The .latest marker names the .latest target;
-a restore marks what it reads with .reading-<name> in the directory.
+a restore marks what it reads with .reading-<name>@<pid> in the directory (module_utils/backup_reading).
 
 Every write goes through module_utils/safe_files (manifests) or an O_EXCL|O_NOFOLLOW .partial renamed into place
 (compressed data); the original is removed only after the compressed copy decodes to its sha256 and the manifest
@@ -27,12 +27,14 @@ import shutil
 import subprocess
 
 from ansible_collections.runbook.ops.plugins.module_utils.backup_check import Refused, _file_checks
+from ansible_collections.runbook.ops.plugins.module_utils.backup_reading import (
+    NotReadable, being_read, decompress_to,
+)
 from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
     CHUNK, LATEST_MARKER, MANIFEST_SUFFIX, PARTIAL_SUFFIX, fsync_path, sha256_file, write_atomic,
 )
 
 COMPRESSED = {"zstd": ".zst", "gzip": ".gz"}
-READING_PREFIX = ".reading-"
 
 
 def _marker_name(directory, marker):
@@ -72,7 +74,7 @@ def read_managed(directory, kind, marker, offsite):
         when = os.lstat(data).st_mtime if os.path.lexists(data) else os.lstat(path).st_mtime
         found.append(_base({
             "name": name, "time": when, "size": int(manifest.get("size") or 0), "state": state,
-            "latest": name == latest, "reading": os.path.lexists(os.path.join(directory, READING_PREFIX + name)),
+            "latest": name == latest, "reading": being_read(directory, name),
             "compressed": isinstance(manifest.get("original"), dict), "data": os.path.basename(data),
             "sha256": manifest.get("sha256", ""), "format": manifest.get("format", ""),
         }, offsite))
@@ -93,7 +95,7 @@ def read_pattern(directory, pattern, marker, offsite):
         found.append(_base({
             "name": entry, "time": os.lstat(full).st_mtime, "size": os.lstat(full).st_size,
             "state": "unverified", "latest": bool(latest) and (latest == entry or latest == stem or latest in stem),
-            "reading": os.path.lexists(os.path.join(directory, READING_PREFIX + entry)),
+            "reading": being_read(directory, entry),
             "compressed": stem != entry, "data": entry, "sha256": "", "format": "file",
         }, offsite))
     return found
@@ -126,19 +128,12 @@ def _write_compressed(source, target, method):
 
 
 def decoded_sha256(path, method):
-    """sha256 of what a compressed file decodes to (the whole stream is read: a damaged one raises)."""
-    digest = hashlib.sha256()
-    if method == "zstd":
-        proc = subprocess.Popen(["zstd", "-q", "-d", "-c", path], stdout=subprocess.PIPE)
-        for block in iter(lambda: proc.stdout.read(CHUNK), b""):
-            digest.update(block)
-        if proc.wait() != 0:
-            raise OSError("zstd cannot decode %s" % path)
-        return digest.hexdigest()
-    with gzip.open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of what a compressed file decodes to (the whole stream is read: a damaged one raises ValueError)."""
+    with open(os.devnull, "wb") as sink:
+        try:
+            return decompress_to(path, method, sink)
+        except NotReadable as exc:
+            raise ValueError(exc.detail)
 
 
 def compress(directory, backup, managed):
@@ -175,6 +170,9 @@ def _rewrite_manifest(directory, name, method, final, original):
         raise ValueError("backup %s changed since it was read (sha256 differs)" % name)
     manifest["original"] = {"data": manifest["data"], "size": manifest["size"], "sha256": original,
                             "compression": manifest.get("compression", "")}  # the dump's own (pg_dump -Z)
+    offsite = manifest.get("offsite")
+    if isinstance(offsite, dict) and offsite.get("sha256") == original:
+        offsite["holds"] = "original"  # the copy sent before this compression: the uncompressed data, still whole
     size, digest = os.path.getsize(final), sha256_file(final)
     manifest.update({"compression": method, "data": os.path.basename(final), "size": size, "sha256": digest,
                      "files": [{"path": os.path.basename(final), "size": size, "sha256": digest}]})

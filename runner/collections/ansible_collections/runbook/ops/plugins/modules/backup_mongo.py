@@ -31,6 +31,12 @@ options:
   name: {description: "Backup name (dump); empty - C(<database>[-<tag>]-<UTC yyyymmddTHHMMSSZ>).", type: str, default: ""}
   tag: {description: Word between the database name and the time in a generated name., type: str, default: ""}
   archive: {description: Archive to restore from (restore)., type: path, default: ""}
+  manifest:
+    description: >-
+      The archive's manifest (restore). A backup backup_retention compressed is decoded beside it into a scratch
+      file proved equal to the original's sha256; while it is read, C(.reading-<name>@<pid>) keeps retention away.
+    type: path
+    default: ""
   collections: {description: Collections to restore (empty - the whole database)., type: list, elements: str, default: []}
   drop: {description: Drop each collection before restoring it (C(--drop))., type: bool, default: true}
   remove_stale_partials: {description: Remove leftovers of interrupted dumps of this database first., type: bool, default: true}
@@ -82,6 +88,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.backup_files import (
     PARTIAL_SUFFIX, backup_paths, fsync_path, safe_file_part,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.safe_files import check_dir
+from ansible_collections.runbook.ops.plugins.module_utils.backup_reading import NotReadable, reading
 
 
 MIN_TOOLS = (100, 3, 0)  # --config appeared in MongoDB Database Tools 100.3.0
@@ -254,8 +261,9 @@ def restore(params, check_mode=False):
     if check_mode:
         result["restored"] = "would restore %s of %s from %s" % (what, params["database"], archive)
         return result
-    with ConfigFile(params.get("login_password"), params.get("uri")) as cfg:
-        rc, err = run_tool(restore_argv(params, archive, cfg.path), [params.get("login_password"), params.get("uri")])
+    with reading(archive, params.get("manifest")) as plain, \
+            ConfigFile(params.get("login_password"), params.get("uri")) as cfg:
+        rc, err = run_tool(restore_argv(params, plain, cfg.path), [params.get("login_password"), params.get("uri")])
     if rc != 0:
         raise MongoError("mongorestore of %s failed (exit %d): %s" % (params["database"], rc, err.strip()[-2000:]))
     result["restored"] = "%s of %s restored from %s%s" % (
@@ -272,6 +280,7 @@ def main():
             name=dict(type="str", default=""),
             tag=dict(type="str", default=""),
             archive=dict(type="path", default=""),
+            manifest=dict(type="path", default=""),
             collections=dict(type="list", elements="str", default=[]),
             drop=dict(type="bool", default=True),
             remove_stale_partials=dict(type="bool", default=True),
@@ -290,6 +299,8 @@ def main():
             result = dump(module.params, module.check_mode)
         else:
             result = restore(module.params, module.check_mode)
+    except NotReadable as exc:
+        module.fail_json(msg="%s check failed: %s" % (exc.check, exc.detail))
     except (MongoError, OSError, ValueError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

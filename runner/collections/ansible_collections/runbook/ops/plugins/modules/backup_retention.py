@@ -59,6 +59,7 @@ copies: {description: "Files to copy offsite - {name, file, path, sha256, manife
 
 import datetime
 import os
+import stat
 
 try:
     from ansible.module_utils.basic import AnsibleModule
@@ -205,7 +206,10 @@ def receive(params, check_mode):
         partial = final + PARTIAL_SUFFIX
         if check_mode:
             continue
+        if not stat.S_ISREG(os.lstat(partial).st_mode):
+            raise ValueError("offsite copy %s is not a regular file: refused" % partial)
         got = sha256_file(partial)
+        fsync_path(partial)
         if got != item["sha256"]:
             os.unlink(partial)
             raise ValueError("offsite copy of %s arrived with sha256 %s, sent %s" % (item["file"], got, item["sha256"]))
@@ -214,6 +218,9 @@ def receive(params, check_mode):
         os.rename(partial, final)
         if item.get("manifest"):
             manifest = os.path.join(directory, os.path.basename(item["manifest"]))
+            if not stat.S_ISREG(os.lstat(manifest + PARTIAL_SUFFIX).st_mode):
+                raise ValueError("offsite manifest %s is not a regular file: refused" % manifest)
+            fsync_path(manifest + PARTIAL_SUFFIX)
             os.rename(manifest + PARTIAL_SUFFIX, manifest)
         else:
             write_atomic(os.path.join(directory, "." + os.path.basename(final) + ".sha256"), (got + "\n").encode())

@@ -34,6 +34,14 @@ options:
   database: {description: Live database name., type: str, required: true}
   mode: {description: How to restore., type: str, choices: [swap, in_place, tables, revert, cleanup], default: swap}
   path: {description: Data path of the verified backup (file or directory)., type: path, default: ""}
+  manifest:
+    description:
+      - The backup's manifest. A backup backup_retention compressed is decoded beside it into a scratch file
+        proved equal to the original's sha256, and that is what pg_restore reads.
+      - While the restore reads the backup, C(.reading-<name>@<pid>) in its directory holds it, and backup_retention
+        neither deletes nor compresses it.
+    type: path
+    default: ""
   expected_rows: {description: "Table -> row count from the backup's manifest; checked after the restore.", type: dict, default: {}}
   database_properties: {description: Encoding, collate, ctype and owner for the new database (from the manifest)., type: dict, default: {}}
   tables: {description: Tables to restore in mode C(tables) (C(orders) or C(schema.orders))., type: list, elements: str, default: []}
@@ -90,6 +98,7 @@ previous_database: {description: Name the replaced database was kept under., ret
 dropped: {description: Databases dropped (cleanup, or the replaced one when keep_previous is false)., returned: always, type: list}
 """
 
+import contextlib
 import os
 import time
 
@@ -102,6 +111,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_common import (
     LOGIN_ARGUMENT_SPEC, PgClient, PgError, count_rows, display_name, end_lost_sessions, parse_qualified,
     quote_literal,
 )
+from ansible_collections.runbook.ops.plugins.module_utils.backup_reading import NotReadable, reading
 from ansible_collections.runbook.ops.plugins.module_utils.host_work import start_work
 # LoadedTableCounter: importable from the module as before it moved to module_utils
 from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_counts import (  # noqa: F401
@@ -111,7 +121,7 @@ from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_sql import 
     create_sql, derived, drop_sql, pg_restore_argv, swap_sql, table_load_sql,
 )
 from ansible_collections.runbook.ops.plugins.module_utils.pg_restore_target import (
-    LIVE_LEFT, RestoreFailed, RestoreTarget,
+    LIVE_LEFT, RestoreFailed, RestoreTarget, load_tables,
 )
 
 restore_argv = pg_restore_argv  # the module's name for it before it moved to module_utils
@@ -184,7 +194,7 @@ class Restorer(RestoreTarget):
             self.result["previous_database"] = ""
         kept = (" (previous kept as %s)" % previous) if self.result["previous_database"] else ""
         self.result["restored"] = "%s restored from %s by swap: %d tables, %d rows%s" % (
-            self.db, os.path.basename(self.p["path"]), len(actual), sum(actual.values()), kept)
+            self.db, os.path.basename(self.source), len(actual), sum(actual.values()), kept)
         return self.result
 
     def do_swap(self, incoming, outgoing):
@@ -226,7 +236,7 @@ class Restorer(RestoreTarget):
         self.result["changed"] = True
         if self.check_mode:
             self.result["restored"] = "would drop %s, create it again and restore %s into it" % (
-                self.db, self.p["path"])
+                self.db, self.source)
             return self.result
         jobs = int(self.p.get("jobs") or 2)
         try:
@@ -252,7 +262,7 @@ class Restorer(RestoreTarget):
                                 live_touched=True)
         self.result["rows_after"] = actual
         self.result["restored"] = "%s restored in place from %s: %d tables, %d rows" % (
-            self.db, os.path.basename(self.p["path"]), len(actual), sum(actual.values()))
+            self.db, os.path.basename(self.source), len(actual), sum(actual.values()))
         return self.result
 
     def tables(self):
@@ -274,10 +284,11 @@ class Restorer(RestoreTarget):
         self.result["changed"] = True
         if self.check_mode:
             self.result["restored"] = "would restore %s of %s from %s in one transaction" % (
-                ", ".join(keys), self.db, self.p["path"])
+                ", ".join(keys), self.db, self.source)
             return self.result
         head, tail_sql = table_load_sql(keys, self.expected, self.lock_timeout)
-        self.load_tables(keys, head, tail_sql)
+        load_tables(self.client, self.db, self.p["path"], keys, head, tail_sql, self.p.get("disable_triggers"),
+                    record=self.record_command)
         self.leave("restored")
         actual = count_rows(self.client, self.db)
         self.result["row_check"] = row_check(dict((k, self.expected[k]) for k in keys),
@@ -285,7 +296,7 @@ class Restorer(RestoreTarget):
         self.result["checks"] = as_checks(self.result["row_check"])
         self.result["rows_after"] = actual
         self.result["restored"] = "%s of %s restored from %s in one transaction (%d rows); other tables untouched" % (
-            ", ".join(keys), self.db, os.path.basename(self.p["path"]), sum(actual.get(k, 0) for k in keys))
+            ", ".join(keys), self.db, os.path.basename(self.source), sum(actual.get(k, 0) for k in keys))
         return self.result
 
     def revert(self):
@@ -311,8 +322,19 @@ class Restorer(RestoreTarget):
                 "revert": self.revert, "cleanup": self.cleanup}[mode]()
 
 
+@contextlib.contextmanager
+def restore_source(params, check_mode):
+    """The params with path the plain data to read (decoded from a compressed backup), held while it is read."""
+    if check_mode or not params.get("path") or params["mode"] in ("revert", "cleanup"):
+        yield params
+        return
+    with reading(params["path"], params.get("manifest")) as plain:
+        yield dict(params, path=plain, source_path=params["path"])
+
+
 def run(params, check_mode=False):
-    return Restorer(params, check_mode).run()
+    with restore_source(params, check_mode) as readable:
+        return Restorer(readable, check_mode).run()
 
 
 def main():
@@ -322,6 +344,7 @@ def main():
             database=dict(type="str", required=True),
             mode=dict(type="str", default="swap", choices=["swap", "in_place", "tables", "revert", "cleanup"]),
             path=dict(type="path", default=""),
+            manifest=dict(type="path", default=""),
             expected_rows=dict(type="dict", default={}),
             database_properties=dict(type="dict", default={}),
             tables=dict(type="list", elements="str", default=[]),
@@ -343,8 +366,13 @@ def main():
     work = start_work("pg_restore_backup", module.params)
     restorer = None
     try:
-        restorer = Restorer(module.params, module.check_mode)
-        result = restorer.run()
+        with restore_source(module.params, module.check_mode) as params:
+            restorer = Restorer(params, module.check_mode)
+            result = restorer.run()
+    except NotReadable as exc:
+        msg = "%s check failed: %s" % (exc.check, exc.detail)
+        work.finish(True, msg)
+        module.fail_json(msg=msg, stopped=work.reason, live_touched=False)
     except (RestoreFailed, PgError, ValueError, OSError) as exc:
         extra = dict(restorer.result) if restorer else {}
         if isinstance(exc, RestoreFailed):
