@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         assume_yes=args.yes,
         approver=_ask if is_tty() else None,
         progress=progress,
-        timeout_s=_timeout(args),
+        timeout_s=_duration(args, "timeout"),
         trigger=args.trigger,
     )
     result = api.run(runbook, params, options)
@@ -135,7 +135,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         assume_yes=args.yes,
         approver=_ask if is_tty() else None,
         progress=progress_for(args.json),
-        timeout_s=_timeout(args),
+        timeout_s=_duration(args, "timeout"),
     )
     result = api.resume(args.run, options, args.from_step, args.failed_hosts_only, args.param, args.params_file)
     if not args.json:
@@ -153,33 +153,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _timeout(args: argparse.Namespace) -> float | None:
-    if not args.timeout:
+def _duration(args: argparse.Namespace, option: str) -> float | None:
+    """The seconds of a duration option (--timeout, --since); None when it is not given."""
+    text = getattr(args, option)
+    if not text:
         return None
     try:
-        return parse_duration(args.timeout)
+        return parse_duration(text)
     except ValueError as exc:
-        raise InvalidInput(f"--timeout {exc}") from None
-
-
-def _since(args: argparse.Namespace) -> float | None:
-    if not args.since:
-        return None
-    try:
-        return parse_duration(args.since)
-    except ValueError as exc:
-        raise InvalidInput(f"--since {exc}") from None
+        raise InvalidInput(f"--{option} {exc}") from None
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     from runner.records import history, lease_history
 
-    rows = api.history(_state_dir(args), args.runbook, _since(args))
+    rows = api.history(_state_dir(args), args.runbook, _duration(args, "since"))
     if args.json:
         print(json.dumps([row.to_dict() for row in rows], indent=2, default=str))
     else:
         print(history.format_runs(rows))
-        events = api.lease_events(_state_dir(args), args.runbook, _since(args))
+        events = api.lease_events(_state_dir(args), args.runbook, _duration(args, "since"))
         sys.stdout.write(lease_history.format_lease_events(events))
     return 0
 
@@ -187,7 +180,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from runner.records import metrics
 
-    report = api.metrics(_state_dir(args), args.runbook, _since(args))
+    report = api.metrics(_state_dir(args), args.runbook, _duration(args, "since"))
     if args.format == "prometheus":
         from runner.engine import backup_freshness
 

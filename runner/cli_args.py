@@ -22,25 +22,19 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
 
 def _common(p: argparse.ArgumentParser, *, params: bool = False, state: bool = False) -> None:
-    p.add_argument(
-        "--roles-path",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="extra directory of roles (before the product's own); repeatable",
-    )
+    _repeatable(p, "--roles-path", metavar="DIR",
+                help="extra directory of roles (before the product's own); repeatable")
     if params:
-        p.add_argument(
-            "-p",
-            "--param",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="param value (taken literally, never as a template); repeatable",
-        )
+        _repeatable(p, "-p", "--param", metavar="KEY=VALUE",
+                    help="param value (taken literally, never as a template); repeatable")
         p.add_argument("--params-file", metavar="FILE", help="YAML or JSON mapping of param values")
     if state:
         _state_dir(p)
+
+
+def _repeatable(p: argparse.ArgumentParser, *flags: str, metavar: str, help: str) -> None:
+    """An option that may be given several times: its values in a list, empty when it is not given."""
+    p.add_argument(*flags, action="append", default=[], metavar=metavar, help=help)
 
 
 def _state_dir(p: argparse.ArgumentParser) -> None:
@@ -67,22 +61,27 @@ def _render(sub: Subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _plan(sub: Subparsers) -> argparse.ArgumentParser:
-    p = sub.add_parser("plan", help="steps x resolved hosts, budget vs severity target")
+def _on_hosts(
+    sub: Subparsers, command: str, about: str, check: str, limit_metavar: str | None = None
+) -> argparse.ArgumentParser:
+    """A command that takes a runbook and the inventory of its hosts: plan and run."""
+    p = sub.add_parser(command, help=about)
     p.add_argument("runbook")
     p.add_argument("-i", "--inventory", required=True)
-    p.add_argument("--limit")
-    p.add_argument("--check", action="store_true", help="dry run in Ansible check mode: what each step would change")
+    p.add_argument("--limit", metavar=limit_metavar)
+    p.add_argument("--check", action="store_true", help=check)
+    return p
+
+
+def _plan(sub: Subparsers) -> argparse.ArgumentParser:
+    p = _on_hosts(sub, "plan", "steps x resolved hosts, budget vs severity target",
+                  "dry run in Ansible check mode: what each step would change")
     _common(p, params=True)
     return p
 
 
 def _run(sub: Subparsers) -> argparse.ArgumentParser:
-    p = sub.add_parser("run", help="run a runbook")
-    p.add_argument("runbook")
-    p.add_argument("-i", "--inventory", required=True)
-    p.add_argument("--limit", metavar="PATTERN")
-    p.add_argument("--check", action="store_true", help="Ansible check mode: change nothing")
+    p = _on_hosts(sub, "run", "run a runbook", "Ansible check mode: change nothing", limit_metavar="PATTERN")
     p.add_argument("--no-rollback", action="store_true", help="do not run on_failure when a step fails")
     p.add_argument("--report-dir", metavar="DIR", help="also write the report files here")
     p.add_argument("--strict-budget", action="store_true", help="fail when the budget is exceeded")
@@ -169,10 +168,9 @@ def _backups(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status"])
     p.add_argument("-i", "--inventory", required=True, metavar="INV")
     p.add_argument("--hosts", default="db", metavar="PATTERN", help="hosts that keep backups (default: db)")
-    p.add_argument(
+    _repeatable(
+        p,
         "--dir",
-        action="append",
-        default=[],
         metavar="DIR",
         help="backup directory, or a parent of backup directories, on the hosts (repeatable; default "
         "/var/backups/runbook/postgres and /var/backups/runbook/mongodb)",
@@ -183,13 +181,8 @@ def _backups(sub: Subparsers) -> argparse.ArgumentParser:
         help="exit 1 when a newest verified backup is older (default: twice the interval of the database's backup "
         "schedule, else 2d)",
     )
-    p.add_argument(
-        "--notify",
-        action="append",
-        default=[],
-        metavar="KIND:TARGET",
-        help="when stale, alert webhook:URL or email:ADDRESS (repeatable)",
-    )
+    _repeatable(p, "--notify", metavar="KIND:TARGET",
+                help="when stale, alert webhook:URL or email:ADDRESS (repeatable)")
     p.add_argument("--decode", action="store_true", help="also decode every byte of each backup checked (slow)")
     p.add_argument("--limit", metavar="PATTERN")
     p.add_argument("--format", choices=["text", "json", "prometheus"], default="text")

@@ -20,6 +20,7 @@ from typing import Any
 from runner import safe_write
 from runner.engine.backup_status import BackupsReport, BackupState
 from runner.engine.execute import prepare_private_dir, run_playbook, service_ansible_cfg
+from runner.engine.service_play import one_task_playbook
 from runner.engine.yamldump import dump, mark_unsafe
 
 PROBE_TASK = "Probe the offsite copies"
@@ -45,19 +46,13 @@ class ProbeEvents:
 
 
 def _probe_playbook(hosts: list[str]) -> str:
-    play = {
-        "name": "Offsite copies",
-        "hosts": ",".join(hosts),
-        "gather_facts": False,
-        "tasks": [
-            {
-                "name": PROBE_TASK,
-                "ansible.builtin.stat": {"path": "{{ item }}", "checksum_algorithm": "sha256", "get_checksum": True},
-                "loop": "{{ runbook_offsite_paths[inventory_hostname] | default([]) }}",
-            }
-        ],
+    task = {
+        "name": PROBE_TASK,
+        "ansible.builtin.stat": {"path": "{{ item }}", "checksum_algorithm": "sha256", "get_checksum": True},
+        "loop": "{{ runbook_offsite_paths[inventory_hostname] | default([]) }}",
     }
-    return dump([play], "# backups status offsite probe: rendered by runbook-runner\n")
+    return one_task_playbook("Offsite copies", ",".join(hosts), task,
+                             "# backups status offsite probe: rendered by runbook-runner\n")
 
 
 def probe(inventory: Path, wanted: dict[str, list[str]]) -> dict[str, dict[str, str]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine.execute import prepare_private_dir, run_playbook, service_ansible_cfg
+from runner.engine.service_play import TaskAnswers, one_task_playbook
 from runner.engine.yamldump import dump, mark_unsafe
 from runner.errors import ExecutionError, InvalidInput
 from runner.language.durations import format_seconds, parse_time
@@ -118,44 +119,29 @@ def _compression(value: Any) -> str:
     return "" if codec in ("", "none") else codec
 
 
-class CatalogEvents:
+class CatalogEvents(TaskAnswers):
     """ansible-runner event handler: each host's answer to the catalog task, or why it gave none."""
 
+    no_answer = "the survey failed"
+
     def __init__(self) -> None:
+        super().__init__(CATALOG_TASK)
         self.answers: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, str] = {}
 
-    def __call__(self, event: dict[str, Any]) -> bool:
-        data = event.get("event_data") or {}
-        host, kind = data.get("host"), event.get("event", "")
-        res = data.get("res") if isinstance(data.get("res"), dict) else {}
-        if not host or not isinstance(res, dict):
-            return True
-        if kind == "runner_on_unreachable":
-            self.errors[str(host)] = f"unreachable: {res.get('msg', '')}".strip()
-        elif data.get("task") == CATALOG_TASK and kind == "runner_on_ok":
-            self.answers[str(host)] = list(res.get("databases") or [])
-        elif data.get("task") == CATALOG_TASK and kind == "runner_on_failed":
-            self.errors[str(host)] = str(res.get("msg") or "the survey failed")
-        return True
+    def answered(self, host: str, result: dict[str, Any]) -> None:
+        self.answers[host] = list(result.get("databases") or [])
+
+    def failed(self, host: str, message: str) -> None:
+        self.errors[host] = message
 
 
 def _playbook(pattern: str) -> str:
-    play = {
-        "name": "Backup status",
-        "hosts": pattern,
-        "gather_facts": False,
-        "tasks": [
-            {
-                "name": CATALOG_TASK,
-                "runbook.ops.backup_catalog": {
-                    "dirs": "{{ runbook_backup_dirs }}",
-                    "decode": "{{ runbook_backup_decode }}",
-                },
-            }
-        ],
+    task = {
+        "name": CATALOG_TASK,
+        "runbook.ops.backup_catalog": {"dirs": "{{ runbook_backup_dirs }}", "decode": "{{ runbook_backup_decode }}"},
     }
-    return dump([play], "# backups status: rendered by runbook-runner\n")
+    return one_task_playbook("Backup status", pattern, task, "# backups status: rendered by runbook-runner\n")
 
 
 def status(

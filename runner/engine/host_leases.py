@@ -23,10 +23,11 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from runner.engine.execute import ansible_env, run_ansible, service_ansible_cfg
 from runner.engine.lease_holder import LEASE_FIELDS, HolderIdentity, holder_died
+from runner.engine.service_play import one_task_playbook
 from runner.engine.yamldump import dump, mark_unsafe
 from runner.errors import ExecutionError, LockHeld
 
@@ -42,6 +43,15 @@ class LeaseHeld(LockHeld):
         super().__init__(message)
         self.name = name
         self.holders = holders
+
+
+class Placement(TypedDict, total=False):
+    """Where a lease playbook runs: an Ansible --limit, the hosts' lock directory (instead of their
+    runbook_lock_dir), the control node's directory for the playbook's files (instead of a temporary one)."""
+
+    limit: str | None
+    lock_dir: str | None
+    work_dir: Path | None
 
 
 @dataclass(frozen=True)
@@ -141,13 +151,9 @@ def lease_holder_vars(run_id: str, name: str, ttl_s: float, owner: str) -> dict[
 
 
 def _playbook(pattern: str, action: str) -> str:
-    play = {
-        "name": f"Runbook lease ({action})",
-        "hosts": pattern,
-        "gather_facts": False,
-        "tasks": [{"name": LEASE_TASK, "runbook.ops.lease_lock": lease_args(action)}],
-    }
-    return dump([play], f"# lease {action}: rendered by runbook-runner\n")
+    task = {"name": LEASE_TASK, "runbook.ops.lease_lock": lease_args(action)}
+    header = f"# lease {action}: rendered by runbook-runner\n"
+    return one_task_playbook(f"Runbook lease ({action})", pattern, task, header)
 
 
 class LeaseEvents:
@@ -205,20 +211,9 @@ def _answer(host: str, kind: str, res: dict[str, Any], release: bool) -> HostLea
     return None
 
 
-def _run(
-    inventory: Path,
-    pattern: str,
-    action: str,
-    lease: dict[str, Any],
-    *,
-    limit: str | None = None,
-    lock_dir: str | None = None,
-    work_dir: Path | None = None,
-) -> LeaseOutcome:
+def _run(inventory: Path, pattern: str, action: str, lease: dict[str, Any], **where: Unpack[Placement]) -> LeaseOutcome:
     collector = LeaseEvents(release=action == "release")
-    status, rc = run_lease_playbook(
-        inventory, pattern, action, lease, collector, limit=limit, lock_dir=lock_dir, work_dir=work_dir
-    )
+    status, rc = run_lease_playbook(inventory, pattern, action, lease, collector, **where)
     return LeaseOutcome(hosts=collector.hosts, status=status, rc=rc)
 
 
@@ -228,13 +223,11 @@ def run_lease_playbook(
     action: str,
     lease: dict[str, Any],
     handler: Callable[[dict[str, Any]], bool],
-    *,
-    limit: str | None = None,
-    lock_dir: str | None = None,
-    work_dir: Path | None = None,
+    **where: Unpack[Placement],
 ) -> tuple[str, int]:
     """One lease_lock `action` on every host of pattern, its events to handler; ansible-runner's status and rc.
     ExecutionError when the playbook could not run or failed before any host answered."""
+    limit, lock_dir, work_dir = where.get("limit"), where.get("lock_dir"), where.get("work_dir")
     base = Path(tempfile.mkdtemp(prefix=f"lease-{action}-", dir=str(work_dir) if work_dir else None))
     try:
         project = base / "project"
@@ -287,16 +280,8 @@ def _last_error(base: Path) -> str:
 
 
 def acquire_leases(
-    inventory: Path,
-    hosts_pattern: str | Iterable[str],
-    run_id: str,
-    ttl_s: float = DEFAULT_TTL_S,
-    *,
-    name: str = DEFAULT_NAME,
-    owner: str | None = None,
-    limit: str | None = None,
-    lock_dir: str | None = None,
-    work_dir: Path | None = None,
+    inventory: Path, hosts_pattern: str | Iterable[str], run_id: str, ttl_s: float = DEFAULT_TTL_S, *,
+    name: str = DEFAULT_NAME, owner: str | None = None, **where: Unpack[Placement],
 ) -> LeaseOutcome:
     """Take the lease on every host matching hosts_pattern (a pattern, or several joined as a union).
 
@@ -306,21 +291,19 @@ def acquire_leases(
     """
     pattern = _pattern(hosts_pattern)
     lease = lease_holder_vars(run_id, name, ttl_s, owner or default_owner())
-    outcome = _run(inventory, pattern, "acquire", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir)
+    outcome = _run(inventory, pattern, "acquire", lease, **where)
     dead = sorted({str(r.holder.get("run_id")) for r in outcome.held.values() if r.holder and holder_died(r.holder)})
     if dead:
         # the holder's process is provably gone (killed, crashed): its leases are stale before they expire; take
         # them over so the run can be resumed at once
-        retry = _run(inventory, ":".join(sorted(outcome.held)), "acquire", {**lease, "take_over": dead},
-                     limit=limit, lock_dir=lock_dir, work_dir=work_dir)
+        retry = _run(inventory, ":".join(sorted(outcome.held)), "acquire", {**lease, "take_over": dead}, **where)
         outcome.hosts.update(retry.hosts)
     held = outcome.held
     if held:
         taken = outcome.acquired
         if taken:
-            release_leases(
-                inventory, ":".join(taken), run_id, name=name, lock_dir=lock_dir, work_dir=work_dir, strict=False
-            )
+            release_leases(inventory, ":".join(taken), run_id, name=name, lock_dir=where.get("lock_dir"),
+                           work_dir=where.get("work_dir"))
         raise held_error(name, held)
     return outcome
 
@@ -336,38 +319,22 @@ def held_error(name: str, held: dict[str, HostLease]) -> LeaseHeld:
 
 
 def renew_leases(
-    inventory: Path,
-    hosts_pattern: str | Iterable[str],
-    run_id: str,
-    ttl_s: float = DEFAULT_TTL_S,
-    *,
-    name: str = DEFAULT_NAME,
-    limit: str | None = None,
-    lock_dir: str | None = None,
-    work_dir: Path | None = None,
+    inventory: Path, hosts_pattern: str | Iterable[str], run_id: str, ttl_s: float = DEFAULT_TTL_S, *,
+    name: str = DEFAULT_NAME, **where: Unpack[Placement],
 ) -> LeaseOutcome:
     """Extend this run's leases; hosts where the lease was lost are in outcome.held (not raised)."""
     lease = {"name": name, "run_id": run_id, "ttl": max(1, int(ttl_s))}
-    return _run(inventory, _pattern(hosts_pattern), "renew", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir)
+    return _run(inventory, _pattern(hosts_pattern), "renew", lease, **where)
 
 
 def release_leases(
-    inventory: Path,
-    hosts_pattern: str | Iterable[str],
-    run_id: str,
-    *,
-    name: str = DEFAULT_NAME,
-    limit: str | None = None,
-    lock_dir: str | None = None,
-    work_dir: Path | None = None,
-    strict: bool = False,
+    inventory: Path, hosts_pattern: str | Iterable[str], run_id: str, *,
+    name: str = DEFAULT_NAME, strict: bool = False, **where: Unpack[Placement],
 ) -> LeaseOutcome:
     """Give back this run's leases (a lease of another run is never touched). strict: raise when one refused."""
     lease = {"name": name, "run_id": run_id}
     try:
-        outcome = _run(
-            inventory, _pattern(hosts_pattern), "release", lease, limit=limit, lock_dir=lock_dir, work_dir=work_dir
-        )
+        outcome = _run(inventory, _pattern(hosts_pattern), "release", lease, **where)
     except ExecutionError:
         if strict:
             raise
@@ -385,6 +352,7 @@ __all__ = [
     "LeaseEvents",
     "LeaseHeld",
     "LeaseOutcome",
+    "Placement",
     "acquire_leases",
     "default_owner",
     "describe_holder",

@@ -21,6 +21,7 @@ from typing import Any
 from runner.engine.events import HostStepResult
 from runner.engine.execute import prepare_private_dir, run_playbook, service_ansible_cfg
 from runner.engine.run_leases import RunLeases
+from runner.engine.service_play import TaskAnswers, one_task_playbook
 from runner.engine.yamldump import dump, mark_unsafe
 from runner.errors import ExecutionError
 
@@ -53,26 +54,18 @@ class HostWorkState:
         return f"on {self.host}: {self.message}"
 
 
-class SettleEvents:
+class SettleEvents(TaskAnswers):
     """ansible-runner event handler: each host's answer to the settle task, or why it gave none."""
 
     def __init__(self) -> None:
+        super().__init__(SETTLE_TASK)
         self.states: dict[str, HostWorkState] = {}
 
-    def __call__(self, event: dict[str, Any]) -> bool:
-        data = event.get("event_data") or {}
-        host, kind = data.get("host"), event.get("event", "")
-        res = data.get("res") if isinstance(data.get("res"), dict) else {}
-        if not host or not isinstance(res, dict):
-            return True
-        name = str(host)
-        if kind == "runner_on_unreachable":
-            self.states[name] = HostWorkState(name, False, f"unreachable: {res.get('msg', '')}".strip(), {})
-        elif data.get("task") == SETTLE_TASK and kind == "runner_on_ok":
-            self.states[name] = _answer(name, res)
-        elif data.get("task") == SETTLE_TASK and kind == "runner_on_failed":
-            self.states[name] = HostWorkState(name, False, str(res.get("msg") or "the host did not answer"), {})
-        return True
+    def answered(self, host: str, result: dict[str, Any]) -> None:
+        self.states[host] = _answer(host, result)
+
+    def failed(self, host: str, message: str) -> None:
+        self.states[host] = HostWorkState(host, False, message, {})
 
 
 def _answer(host: str, res: dict[str, Any]) -> HostWorkState:
@@ -90,22 +83,10 @@ def _answer(host: str, res: dict[str, Any]) -> HostWorkState:
 
 
 def _playbook(hosts: list[str]) -> str:
-    play = {
-        "name": "Runbook host work",
-        "hosts": ":".join(hosts),
-        "gather_facts": False,
-        "tasks": [
-            {
-                "name": SETTLE_TASK,
-                "runbook.ops.work_state": {
-                    "run_id": "{{ runbook_work_run }}",
-                    "host": "{{ inventory_hostname }}",
-                    "wait": "{{ runbook_work_wait }}",
-                },
-            }
-        ],
-    }
-    return dump([play], "# host work: rendered by runbook-runner for one run\n")
+    ask = {"run_id": "{{ runbook_work_run }}", "host": "{{ inventory_hostname }}", "wait": "{{ runbook_work_wait }}"}
+    task = {"name": SETTLE_TASK, "runbook.ops.work_state": ask}
+    return one_task_playbook("Runbook host work", ":".join(hosts), task,
+                             "# host work: rendered by runbook-runner for one run\n")
 
 
 def settle(

@@ -23,6 +23,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from runner.engine.host_variables import HostVariables
 from runner.engine.step_outputs import ANY_HOST
 from runner.language import templates
+from runner.language.describe import scalar_text
 from runner.language.params import SECRET_MASK
 
 Outputs = Mapping[str, Mapping[str, Any]]  # host -> step id -> the outputs recorded there
@@ -231,12 +232,9 @@ class Preview:
 
 def show(value: Any) -> str:
     """A value on one line: strings as they are, anything else as JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
+    text = scalar_text(value)
+    if text is not None:
+        return text
     try:
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
     except (TypeError, ValueError):

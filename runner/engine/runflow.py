@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import secrets
 import sys
 import time
@@ -274,7 +272,7 @@ class _Run(RunLog):
             detail=detail,
             check_mode=self.options.check,
             strict_budget=self.options.strict_budget,
-            operator=_operator(),
+            operator=host_leases.default_owner(),
             trigger=self.options.trigger or _trigger(self.params),
             started=self.started,
             ended=utcnow(),
@@ -292,18 +290,10 @@ def _run_start(run: _Run) -> RunStart:
     """What the run's request, history row and run_start say."""
     options, resumption = run.options, run.prepared.resumption
     return RunStart(
-        run.run_id, run.runbook, run.params.masked(), run.started, _operator(),
+        run.run_id, run.runbook, run.params.masked(), run.started, host_leases.default_owner(),
         options.trigger or _trigger(run.params), options.inventory, options.check, options.limit,
         resumption.start_at if resumption is not None else None, run.resumed_from, run.origin_run_id,
     )
-
-
-def _operator() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{os.uname().nodename}"
 
 
 def _trigger(params: ResolvedParams) -> str:

@@ -4,24 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+# bool before int: a boolean is an int to isinstance
+_KINDS: tuple[tuple[type, str], ...] = (
+    (type(None), "nothing (null)"),
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a mapping"),
+)
+
 
 def kind(value: Any) -> str:
     """What sort of value this is, in the words every runbook message uses."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
+    for sort, word in _KINDS:
+        if isinstance(value, sort):
+            return word
     return type(value).__name__
+
+
+def scalar_text(value: Any) -> str | None:
+    """A string as it is, a boolean or null as YAML and JSON spell them; None for any other value."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else None
 
 
 _JSON_WORDS = {"a list": "an array", "a mapping": "an object", "an integer": "a number", "nothing (null)": "null"}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 from jinja2 import meta, nodes
+
+T = TypeVar("T")
 
 _ENV = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
 
@@ -62,16 +65,17 @@ def syntax_error(text: str, *, expression: bool = False) -> str | None:
 
 def references(text: str, *, expression: bool = False) -> list[Reference]:
     """params.X / params['X'] / steps.ID.KEY references in a template (empty on syntax errors)."""
-    return list(_references_cached(text, expression))
+    return list(_found_in(text, expression, _references))
 
 
-@lru_cache(maxsize=4096)
-def _references_cached(text: str, expression: bool) -> tuple[Reference, ...]:
+@lru_cache(maxsize=8192)
+def _found_in(text: str, expression: bool, find: Callable[[nodes.Template], Iterable[T]]) -> tuple[T, ...]:
+    """What find finds in the template's tree, each once, in order; empty when it cannot be parsed or is too deep."""
     tree = parse(text, expression=expression)
     if isinstance(tree, str):
         return ()
     try:
-        return tuple(_references(tree))
+        return tuple(dict.fromkeys(find(tree)))
     except RecursionError:
         return ()
 
@@ -82,8 +86,7 @@ def _references(tree: nodes.Template) -> list[Reference]:
         chain = _chain(node)
         if len(chain) >= 2 and chain[0] in ("params", "steps"):
             found.append(Reference(chain[0], chain[1], chain[2] if len(chain) > 2 else None))
-    unique: dict[Reference, None] = dict.fromkeys(found)
-    return list(unique)
+    return found
 
 
 @dataclass(frozen=True)
@@ -99,26 +102,19 @@ _NAMES_AS_ARGUMENTS |= {"selectattr": (1, "test"), "rejectattr": (1, "test")}
 
 def plugin_uses(text: str, *, expression: bool = False) -> list[PluginUse]:
     """Every filter and test a template names (`x | f`, `x is t`, `map('f')`, `select('t')`); empty on errors."""
-    return list(_plugin_uses_cached(text, expression))
+    return list(_found_in(text, expression, _plugin_uses))
 
 
-@lru_cache(maxsize=4096)
-def _plugin_uses_cached(text: str, expression: bool) -> tuple[PluginUse, ...]:
-    tree = parse(text, expression=expression)
-    if isinstance(tree, str):
-        return ()
+def _plugin_uses(tree: nodes.Template) -> list[PluginUse]:
     found: list[PluginUse] = []
-    try:
-        for node in tree.find_all((nodes.Filter, nodes.Test)):
-            found.append(PluginUse("filter" if isinstance(node, nodes.Filter) else "test", node.name))
-            if isinstance(node, nodes.Filter) and node.name in _NAMES_AS_ARGUMENTS:
-                index, kind = _NAMES_AS_ARGUMENTS[node.name]
-                argument = node.args[index] if len(node.args) > index else None
-                if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
-                    found.append(PluginUse(kind, argument.value))
-    except RecursionError:
-        return ()
-    return tuple(dict.fromkeys(found))
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        found.append(PluginUse("filter" if isinstance(node, nodes.Filter) else "test", node.name))
+        if isinstance(node, nodes.Filter) and node.name in _NAMES_AS_ARGUMENTS:
+            index, kind = _NAMES_AS_ARGUMENTS[node.name]
+            argument = node.args[index] if len(node.args) > index else None
+            if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
+                found.append(PluginUse(kind, argument.value))
+    return found
 
 
 def free_names(text: str, *, expression: bool = False) -> set[str] | None:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from runner.errors import Diagnostic
+from runner.language.describe import scalar_text
 from runner.language.value_limits import INT_OUT_OF_RANGE, TOO_DEEP, int_in_range
 from runner.language.value_limits import MAX_DEPTH as MAX_DEPTH
 from runner.language.value_limits import PathKey as PathKey
@@ -376,13 +377,8 @@ class _Builder:
 
 
 def _key_text(key: Any) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if key is None:
-        return "null"
-    return str(key)
+    text = scalar_text(key)
+    return str(key) if text is None else text
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:

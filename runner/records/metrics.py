@@ -36,6 +36,14 @@ def _target_s(severity: str, stored: float | None) -> float | None:
         return stored
 
 
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 @dataclass
 class Metrics:
     """Recovery metrics of one runbook (or of all, with runbook == '')."""
@@ -64,27 +72,27 @@ class Metrics:
 
     @property
     def success_rate(self) -> float | None:
-        return self.succeeded / self.runs if self.runs else None
+        return _ratio(self.succeeded, self.runs)
 
     @property
     def rollback_frequency(self) -> float | None:
-        return self.rolled_back / self.runs if self.runs else None
+        return _ratio(self.rolled_back, self.runs)
 
     @property
     def mttr_s(self) -> float | None:
-        return sum(self.recovery_times_s) / len(self.recovery_times_s) if self.recovery_times_s else None
+        return _mean(self.recovery_times_s)
 
     @property
     def mean_time_to_rollback_s(self) -> float | None:
-        return sum(self.rollback_times_s) / len(self.rollback_times_s) if self.rollback_times_s else None
+        return _mean(self.rollback_times_s)
 
     @property
     def within_target_ratio(self) -> float | None:
-        return self.rollbacks_within_target / self.rollbacks if self.rollbacks else None
+        return _ratio(self.rollbacks_within_target, self.rollbacks)
 
     @property
     def mean_duration_s(self) -> float | None:
-        return sum(self.durations_s) / len(self.durations_s) if self.durations_s else None
+        return _mean(self.durations_s)
 
     def add(self, row: history.RunRow) -> None:
         if row.status == history.STATUS_RUNNING:

@@ -10,11 +10,11 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, ClassVar, Self, TypedDict
 
 from runner.errors import InvalidInput
 from runner.records.datacheck import DataCheck
-from runner.records.jsonread import Fields, ShapeError, load_object
+from runner.records.jsonread import Fields, ShapeError, load_object, read_record
 
 
 class RunStatus(StrEnum):
@@ -46,40 +46,55 @@ class RollbackStatus(StrEnum):
 Version = str | int | float | None
 
 
+def record_json(record: Any, names: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A dataclass record as JSON: the fields named (all of them, in order, when none are), enums as their
+    values, tuples as lists."""
+    keys = names or tuple(spec.name for spec in dataclasses.fields(record))
+    return {key: _plain(getattr(record, key)) for key in keys}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, StrEnum):
+        return value.value
+    return list(value) if isinstance(value, tuple) else value
+
+
+class JsonRecord:
+    """A record of the report whose JSON object holds each of its fields under the field's name; READ_DEFAULTS:
+    what a missing field reads as when that is not the field's own default."""
+
+    READ_DEFAULTS: ClassVar[Mapping[str, Any]] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        return record_json(self)
+
+    @classmethod
+    def read(cls, f: Fields) -> Self:
+        return read_record(cls, f, **cls.READ_DEFAULTS)
+
+
 @dataclass(frozen=True)
-class RunbookRef:
+class RunbookRef(JsonRecord):
     name: str
     title: str = ""
     file: str = ""
     sha256: str = ""
     owner: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "file": self.file, "sha256": self.sha256, "owner": self.owner}
-
-    @classmethod
-    def read(cls, f: Fields) -> RunbookRef:
-        return cls(f.text("name"), f.text("title"), f.text("file"), f.text("sha256"), f.text("owner"))
-
 
 @dataclass(frozen=True)
-class HostVersions:
+class HostVersions(JsonRecord):
     """The first version_before and the last version_after the steps reported for one host."""
 
     version_before: Version = None
     version_after: Version = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"version_before": self.version_before, "version_after": self.version_after}
-
-    @classmethod
-    def read(cls, f: Fields) -> HostVersions:
-        return cls(f.scalar("version_before"), f.scalar("version_after"))
-
 
 @dataclass(frozen=True)
-class StepResult:
+class StepResult(JsonRecord):
     """One step x host row of the report."""
+
+    READ_DEFAULTS: ClassVar[Mapping[str, Any]] = {"phase": "main", "status": StepStatus.INCOMPLETE}
 
     id: str
     phase: str
@@ -95,37 +110,12 @@ class StepResult:
     def failed(self) -> bool:
         return self.status in (StepStatus.FAILED, StepStatus.UNREACHABLE)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "phase": self.phase,
-            "host": self.host,
-            "status": self.status.value,
-            "duration_s": self.duration_s,
-            "changed": self.changed,
-            "message": self.message,
-            "started": self.started,
-            "ended": self.ended,
-        }
-
-    @classmethod
-    def read(cls, f: Fields) -> StepResult:
-        return cls(
-            id=f.text("id"),
-            phase=f.text("phase", "main"),
-            host=f.text("host"),
-            status=f.choice("status", StepStatus, StepStatus.INCOMPLETE),
-            duration_s=f.number("duration_s"),
-            changed=f.flag("changed"),
-            message=f.text("message"),
-            started=f.text("started"),
-            ended=f.text("ended"),
-        )
-
 
 @dataclass(frozen=True)
-class Rollback:
+class Rollback(JsonRecord):
     """What the on_failure phase did; started, ended and verified are known when it ran."""
+
+    READ_DEFAULTS: ClassVar[Mapping[str, Any]] = {"status": RollbackStatus.NOT_NEEDED}
 
     ran: bool
     status: RollbackStatus
@@ -146,27 +136,7 @@ class Rollback:
     def to_json(self) -> dict[str, Any]:
         if not self.ran:
             return {"ran": False, "status": self.status.value, "duration_s": self.duration_s, "restored": []}
-        return {
-            "ran": True,
-            "started": self.started,
-            "ended": self.ended,
-            "duration_s": self.duration_s,
-            "status": self.status.value,
-            "verified": self.verified,
-            "restored": list(self.restored),
-        }
-
-    @classmethod
-    def read(cls, f: Fields) -> Rollback:
-        return cls(
-            ran=f.flag("ran"),
-            status=f.choice("status", RollbackStatus, RollbackStatus.NOT_NEEDED),
-            duration_s=f.number("duration_s"),
-            restored=f.strings("restored"),
-            started=f.optional_text("started"),
-            ended=f.optional_text("ended"),
-            verified=f.flag("verified"),
-        )
+        return record_json(self, ("ran", "started", "ended", "duration_s", "status", "verified", "restored"))
 
 
 @dataclass(frozen=True)
@@ -201,8 +171,10 @@ class Backup:
 
 
 @dataclass(frozen=True)
-class Check:
+class Check(JsonRecord):
     """One verification check a step reported."""
+
+    READ_DEFAULTS: ClassVar[Mapping[str, Any]] = {"phase": "main"}
 
     step: str
     phase: str
@@ -210,21 +182,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "phase": self.phase,
-            "host": self.host,
-            "name": self.name,
-            "ok": self.ok,
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def read(cls, f: Fields) -> Check:
-        return cls(f.text("step"), f.text("phase", "main"), f.text("host"), f.text("name"), f.flag("ok"),
-                   f.text("detail"))
 
 
 class NotificationResult(TypedDict):

@@ -58,6 +58,9 @@ from ansible_collections.runbook.ops.plugins.module_utils import (  # noqa: E402
     host_work,
     pg_common,
     pg_decode,
+    pg_restore_counts,
+    pg_restore_sql,
+    pg_restore_target,
     safe_files,
 )
 
@@ -81,12 +84,17 @@ SHARED_UTILS = {
     "backup_check": backup_check,
     "safe_files": safe_files,
     "host_work": host_work,
+    "pg_restore_sql": pg_restore_sql,
+    "pg_restore_counts": pg_restore_counts,
+    "pg_restore_target": pg_restore_target,
     "backup_reading": backup_reading,
 }
 USES = {
     "pg_dump_partial": {"pg_common", "backup_files", "pg_decode", "safe_files", "host_work"},
     "pg_inspect": {"pg_common"},
-    "pg_restore_backup": {"pg_common", "pg_decode", "host_work", "backup_reading"},
+    "pg_restore_backup": {
+        "pg_common", "host_work", "backup_reading", "pg_restore_sql", "pg_restore_counts", "pg_restore_target",
+    },
     "pg_migration_rollback": {"pg_common"},
     "backup_verify": {"backup_check"},
     "backup_catalog": {"backup_check", "backup_files"},

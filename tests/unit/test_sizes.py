@@ -101,3 +101,18 @@ def test_single_files_can_be_checked(tmp_path: Path, capsys: pytest.CaptureFixtu
     path = write(tmp_path / "one.py", function("f", 61))
     status, out = run(capsys, str(path), "--warn-only", str(tmp_path / "elsewhere"))
     assert status == 1 and out == [f"{path}:1: function f has 61 lines (limit 60)"]
+
+
+def test_the_collection_fails_like_the_rest_of_the_runner_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "runner" / "collections" / "ansible_collections" / "big.py", function("long_one", 61))
+    monkeypatch.setattr(sizes, "RUNNER_DIR", tmp_path / "runner")
+    status, out = run(capsys)
+    assert status == 1
+    assert out == ["runner/collections/ansible_collections/big.py:1: function long_one has 61 lines (limit 60)"]
+
+
+def test_the_runner_and_its_collection_are_within_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys) == (0, [])

@@ -58,11 +58,7 @@ def _temp_name(name):
 
 def check_target(path):
     """Refuse (UnsafePath) a path that exists and is a symlink or not a regular file; a missing one is fine."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    _refuse(path, info)
+    _refuse(path, _lstat_at(path, None))
 
 
 def write_file(path, data, mode=None, uid=None, gid=None, replace=True):
@@ -163,15 +159,11 @@ def ensure_dir(path, mode, set_mode=False):
 
 def check_dir(path):
     """Refuse (UnsafePath) a path that exists and is a symlink or not a directory; a missing one is fine."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    _refuse_dir(path, info)
+    _refuse_dir(path, _lstat_at(path, None))
 
 
 def _refuse_dir(path, info):
-    if not stat.S_ISDIR(info.st_mode):
+    if info is not None and not stat.S_ISDIR(info.st_mode):
         what = "it is a symlink" if stat.S_ISLNK(info.st_mode) else "it is not a directory"
         raise UnsafePath("refusing to use directory %s: %s" % (path, what))
 

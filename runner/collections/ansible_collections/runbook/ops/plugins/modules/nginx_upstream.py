@@ -261,18 +261,14 @@ class Upstream(object):
         """Write the new file, test, reload; the state says what is going on at every moment."""
         self.save(dict(self.without_pending(), pending=pending))
         write_keeping_mode(self.path, pending["to_content"], mode)
-        rc, out = run_command(self.p["test_command"])
-        if rc != 0:
-            self.put_back(current, mode, reload_too=False)
-            self.save(self.without_pending())
-            raise SwitchFailed("%s rejects the new configuration (exit %d): %s; %s put back, nginx not reloaded" % (
-                " ".join(self.p["test_command"]), rc, out[-500:], self.path))
-        rc, out = run_command(self.p["reload_command"])
-        if rc != 0:
-            self.put_back(current, mode, reload_too=True)
-            self.save(self.without_pending())
-            raise SwitchFailed("%s failed (exit %d): %s; %s put back" % (
-                " ".join(self.p["reload_command"]), rc, out[-500:], self.path))
+        rejected = "%s rejects the new configuration (exit %d): %s; %s put back, nginx not reloaded"
+        for command, reload_too, failure in (("test_command", False, rejected),
+                                             ("reload_command", True, "%s failed (exit %d): %s; %s put back")):
+            rc, out = run_command(self.p[command])
+            if rc != 0:
+                self.put_back(current, mode, reload_too=reload_too)
+                self.save(self.without_pending())
+                raise SwitchFailed(failure % (" ".join(self.p[command]), rc, out[-500:], self.path))
         self.save(self.done(pending))
 
 
