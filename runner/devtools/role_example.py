@@ -13,7 +13,7 @@ def example_step(role: Role) -> dict[str, Any]:
     """A step using the role: required options and lists of entries with required keys (placeholders in <>)."""
     step: dict[str, Any] = {"id": role.name.replace("_", "-"), "hosts": "all", "uses": role.name}
     required = {
-        o.name: _placeholder(o)
+        o.name: _placeholder(o, role.formats, o.name)
         for o in role.options.values()
         if o.required or (o.type == "list" and any(sub.required for sub in o.options.values()))
     }
@@ -22,7 +22,12 @@ def example_step(role: Role) -> dict[str, Any]:
     return step
 
 
-def _placeholder(option: RoleOption) -> Any:
+FORMAT_PLACEHOLDERS = {"duration": "1m", "comparison": "> 0"}  # runner.language.value_formats
+
+
+def _placeholder(option: RoleOption, formats: dict[str, str], path: str) -> Any:
+    if path in formats:
+        return FORMAT_PLACEHOLDERS[formats[path]]
     if option.choices:
         return option.choices[0]
     if option.type in ("int", "float"):
@@ -30,10 +35,12 @@ def _placeholder(option: RoleOption) -> Any:
     if option.type == "bool":
         return False
     if option.type == "dict":
-        return {o.name: _placeholder(o) for o in option.options.values() if o.required}
+        return {o.name: _placeholder(o, formats, f"{path}.{o.name}") for o in option.options.values() if o.required}
     if option.type == "list":
         if option.options:
-            return [{o.name: _placeholder(o) for o in option.options.values() if o.required}]
+            return [
+                {o.name: _placeholder(o, formats, f"{path}[].{o.name}") for o in option.options.values() if o.required}
+            ]
         return [f"<{option.name}>"] if option.elements in (None, "str", "path", "raw") else []
     return f"<{option.name}>"
 

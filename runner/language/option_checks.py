@@ -16,6 +16,7 @@ from typing import Any
 from runner.language.describe import kind
 from runner.language.role_specs import Role, RoleOption, suggest
 from runner.language.templates import is_template
+from runner.language.value_formats import format_problem
 
 RelPath = tuple[str | int, ...]
 
@@ -136,6 +137,9 @@ def _check_value(role: Role, option: RoleOption, value: Any, at: RelPath, mode: 
     problems: list[OptionProblem] = []
     if option.choices and _hashable_not_in(converted, option.choices):
         problems.append(OptionProblem(at, _choices_message(role, at, option, value, mode)))
+    badly_formed = format_problem(role.formats, at, converted)
+    if badly_formed is not None:
+        problems.append(OptionProblem(at, f"option {_label(at)!r} of role {role.name}: {badly_formed}"))
     if option.options and isinstance(converted, dict):
         problems += _check_sub(role, option.options, converted, at, mode)
     return problems

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from runner.language.value_formats import parse_formats
 from runner.language.yamlsource import YamlSyntaxError, parse_yaml_file
 
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
@@ -49,6 +50,7 @@ class Role:
     changes: str | None = None  # x_runbook_changes: what a step of this role changes, with {option} fields
     spec_problem: str | None = None  # why meta/argument_specs.yml could not be read (None when fine)
     has_spec: bool = False
+    formats: dict[str, str] = field(default_factory=dict)  # option path -> format (runner.language.value_formats)
 
     @property
     def prefix(self) -> str:
@@ -165,6 +167,7 @@ def _load_role(path: Path, mtime_ns: int) -> Role:
         attributes: dict[str, Any] = raw_attributes if isinstance(raw_attributes, dict) else {}
         changes = main.get("x_runbook_changes") or _attribute(attributes, "runbook_changes")
         facts = main.get("x_runbook_needs_facts") or _attribute(attributes, "runbook_needs_facts")
+        formats = attributes.get("runbook_formats")
         return Role(
             name=name,
             path=path,
@@ -174,6 +177,7 @@ def _load_role(path: Path, mtime_ns: int) -> Role:
             description=_paragraphs(main.get("description")),
             changes=str(changes) if changes else None,
             has_spec=True,
+            formats=parse_formats(formats.get("details") if isinstance(formats, dict) else formats),
         )
     except Exception as exc:  # a broken spec is reported where the role is used, never a traceback
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
