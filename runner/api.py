@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runner import paths
 from runner.engine import backup_status as backup_catalog
-from runner.engine import lease_admin
+from runner.engine import lease_admin, watch_once
 from runner.engine.dry_run import DryRun, dry_run
 from runner.engine.inventory import step_hosts
 from runner.engine.prepare import prepare_run
@@ -143,6 +143,25 @@ def run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunRes
             f"({', '.join(sorted({s.hosts for s in runbook.steps}))})"
         )
     return execute_run(prepared, options)
+
+
+def watch(
+    runbook: Runbook,
+    step_id: str,
+    inventory: Path,
+    params: ResolvedParams,
+    roles_paths: list[Path] | None = None,
+    limit: str | None = None,
+) -> watch_once.WatchOnce:
+    """Sample the checks of watch step STEP once, now, on its hosts: each value against its threshold.
+    InvalidInput when the step is not a watch step of the runbook, its options are wrong or no host matches."""
+    roles_paths = roles_paths or roles_search_path()
+    step = watch_once.watch_step(runbook, step_id)
+    ensure_resolved_options(runbook, params.values, roles_paths)
+    hosts = step_hosts(inventory, [step], limit, params.values)
+    if not hosts.of([step]):
+        raise InvalidInput(f"no host in {inventory} matches the hosts of step {step.id} ({step.hosts})")
+    return watch_once.evaluate(runbook, step, params, inventory, roles_paths, limit)
 
 
 def find_run(run: str, state_dir: Path, *, need_report: bool = True) -> Path:

@@ -144,6 +144,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from runner.engine import watch_once
+
+    runbook, params, roles = _load_with_params(args)
+    result = api.watch(runbook, args.step, Path(args.inventory), params, roles, args.limit)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        sys.stdout.write(watch_once.format_text(result))
+    return ExitStatus.SUCCEEDED if result.ok else ExitStatus.WATCH_BREACHED
+
+
 def _ask(step: object, question: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
@@ -306,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
             "plan": cmd_plan,
             "run": cmd_run,
             "resume": cmd_resume,
+            "watch": cmd_watch,
             "report": cmd_report,
             "history": cmd_history,
             "metrics": cmd_metrics,

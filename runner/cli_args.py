@@ -93,6 +93,20 @@ def _run(sub: Subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _watch(sub: Subparsers) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "watch", help="sample a watch step's checks once, now: each value against its threshold; exit 0 none "
+        "breaches, 1 one does (or gives no value), 2 invalid input",
+    )
+    p.add_argument("runbook")
+    p.add_argument("step", metavar="STEP", help="id of a watch step of the runbook")
+    p.add_argument("-i", "--inventory", required=True)
+    p.add_argument("--limit", metavar="PATTERN")
+    p.add_argument("--json", action="store_true")
+    _common(p, params=True)
+    return p
+
+
 def _schedule(sub: Subparsers) -> argparse.ArgumentParser:
     p = sub.add_parser("schedule", help="runbooks run by cron: add, list, remove, run")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -222,6 +236,7 @@ _COMMANDS: dict[str, Callable[[Subparsers], argparse.ArgumentParser]] = {
     "plan": _plan,
     "run": _run,
     "resume": _resume,
+    "watch": _watch,
     "report": _report,
     "history": _history,
     "metrics": _metrics,

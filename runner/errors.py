@@ -13,6 +13,7 @@ class ExitStatus(IntEnum):
     SUCCEEDED = 0
     ROLLED_BACK = 1
     BACKUPS_UNVERIFIED = 1  # `backups status`: a database has no verified backup (younger than --max-age)
+    WATCH_BREACHED = 1  # `runbook watch`: a check breaches now, or gives no value
     INVALID = 2
     NOT_RESTORED = 3
     LOCKED = 4

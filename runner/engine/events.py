@@ -41,6 +41,7 @@ _TASK_EVENTS = {
     "runner_item_on_failed",
 }
 
+OUTPUTS_FACT = "runbook_outputs"  # the fact a role publishes its outputs in (docs/role-conventions.md)
 PLAN_OUTPUT = "plan"  # a step output of this name, a list of lines, is shown under its result
 
 
@@ -181,7 +182,9 @@ class EventCollector:
                     result.changed_tasks.append(task)
             if task == RECORD_TASK:
                 self._recorded(result, res)
-            elif isinstance(res, dict) and isinstance(res.get(INTENT_KEY), dict) and self.on_intent is not None:
+                return
+            _keep_published(result, res)
+            if isinstance(res, dict) and isinstance(res.get(INTENT_KEY), dict) and self.on_intent is not None:
                 self.on_intent(result, res[INTENT_KEY])  # published before the step acts: journaled at once
 
     def _recorded(self, result: HostStepResult, res: Any) -> None:
@@ -209,6 +212,16 @@ class EventCollector:
 
     def ordered(self) -> list[HostStepResult]:
         return [self.results[key] for key in self.order]
+
+
+def _keep_published(result: HostStepResult, res: Any) -> None:
+    """A role published its outputs (set_fact runbook_outputs): kept now, so that a role that publishes and then
+    fails (verify's checks, watch's measurements, image_swap's versions after a failed swap) has them in the journal
+    and the report; the record task's outputs replace them when the step succeeds."""
+    facts = res.get("ansible_facts") if isinstance(res, dict) else None
+    published = facts.get(OUTPUTS_FACT) if isinstance(facts, dict) else None
+    if isinstance(published, dict):
+        result.outputs = published
 
 
 def _failure_may_have_changed(res: Any, data: dict[str, Any], timeout_s: float | None) -> bool:

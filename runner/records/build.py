@@ -26,6 +26,7 @@ from runner.records.model import (
     StepStatus,
     Version,
 )
+from runner.records.watch_record import collect_watches, first_detection_s
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ def build_report(facts: RunFacts, results: Sequence[HostStepResult]) -> Report:
     status, detail = facts.status, facts.detail
     if facts.strict_budget and not budget_met and status == RunStatus.SUCCEEDED:
         status, detail = RunStatus.FAILED, f"budget {runbook.budget_s:.0f}s exceeded (--strict-budget)"
+    watches = collect_watches(runbook, results)
     return Report(
         run_id=facts.run_id,
         runbook=RunbookRef(runbook.name, runbook.title, str(runbook.path), runbook.sha256, runbook.owner),
@@ -90,6 +92,8 @@ def build_report(facts: RunFacts, results: Sequence[HostStepResult]) -> Report:
         resumed_from=facts.resumed_from,
         runner_version=__version__,
         lock=_lock(facts.lock, runbook.lock),
+        watches=watches,
+        time_to_detect_s=first_detection_s(watches),
     )
 
 

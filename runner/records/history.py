@@ -87,6 +87,7 @@ class RunRow:
     report_path: str | None
     finished: bool  # record_end was called
     steps: list[StepRow] = field(default_factory=list)
+    time_to_detect_s: float | None = None  # release live -> breach confirmed by a watch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +192,7 @@ def _run_columns(report: Report, report_path: str) -> dict[str, Any]:
         **_rollback_columns(report),
         "data_loss": int(report.data_check.rows_lost),
         "data_check": report.data_check.summary,
+        "time_to_detect_s": report.time_to_detect_s,
         "hosts_json": json.dumps({h: v.to_json() for h, v in report.hosts.items()}, sort_keys=True, default=str),
         "report_path": report_path,
     }
@@ -335,6 +337,7 @@ def _row(record: sqlite3.Row, steps: list[StepRow]) -> RunRow:
         report_path=record["report_path"],
         finished=finished,
         steps=steps,
+        time_to_detect_s=record["time_to_detect_s"],
     )
 
 

@@ -2,7 +2,8 @@
 migrations, and how it is opened.
 
 Schema (versioned in the `meta` table, key `schema_version`):
-  runs       one row per run: outcome, durations, budget, SEV target, rollback start/end/verified, data loss
+  runs       one row per run: outcome, durations, budget, SEV target, rollback start/end/verified, data loss,
+             time to detect (v3)
   run_steps  one row per step x host of a run (ON DELETE CASCADE)
   lease_events  leases an operator removed by hand (`runbook lock release --force`): host, lease, holder, who, when
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from runner.errors import RunbookError
 
 DB_NAME = "history.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 WAIT_S = 30.0  # how long a history command waits for another writer
 IN_RUN_WAIT_S = 0.2  # how long a run waits: then its row waits in the run directory (history_pending)
 
@@ -96,7 +97,12 @@ CREATE TABLE IF NOT EXISTS lease_events (
 CREATE INDEX IF NOT EXISTS lease_events_by_time ON lease_events (at_epoch);
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# release live -> breach confirmed by a watch (runner.records.watch_record); NULL when no watch breached
+_SCHEMA_V3 = """
+ALTER TABLE runs ADD COLUMN time_to_detect_s REAL
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 class HistoryError(RunbookError):

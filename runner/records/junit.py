@@ -9,7 +9,7 @@ from datetime import UTC
 from typing import Any
 
 from runner.language.durations import parse_time
-from runner.records.model import Report, StepResult, StepStatus, as_report
+from runner.records.model import Report, StepResult, StepStatus, Watch, as_report
 
 # XML 1.0 forbids most control characters, which a failing command's stderr may contain.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -23,7 +23,8 @@ def _xml_text(value: Any) -> str:
 def render_junit(report: Report | Mapping[str, Any]) -> str:
     report = as_report(report)
     runbook = report.runbook.name
-    counts = _counts(report.steps)
+    watches = {(w.step, w.phase, w.host): w for w in report.watches if w.failed}
+    counts = _counts(report.steps, watches)
     time_s = report.duration_s or sum(s.duration_s for s in report.steps)
     suites = ET.Element("testsuites", {"name": _xml_text(runbook), **counts, "time": f"{time_s:.3f}"})
     started = parse_time(report.started)
@@ -42,15 +43,18 @@ def render_junit(report: Report | Mapping[str, Any]) -> str:
     for name, value in _properties(report):
         ET.SubElement(properties, "property", {"name": name, "value": _xml_text(value)})
     for step in report.steps:
-        _testcase(suite, runbook, step)
+        _testcase(suite, runbook, step, watches.get((step.id, step.phase, step.host)))
     ET.indent(suites, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-def _counts(steps: tuple[StepResult, ...]) -> dict[str, str]:
+def _counts(steps: tuple[StepResult, ...], failed_watches: dict[tuple[str, str, str], Watch]) -> dict[str, str]:
+    def failure(s: StepResult) -> bool:
+        return s.failed or (s.status == StepStatus.SUCCEEDED and (s.id, s.phase, s.host) in failed_watches)
+
     return {
         "tests": str(len(steps)),
-        "failures": str(sum(1 for s in steps if s.failed)),
+        "failures": str(sum(1 for s in steps if failure(s))),
         "errors": str(sum(1 for s in steps if s.status == StepStatus.INCOMPLETE)),
         "skipped": str(sum(1 for s in steps if s.status == StepStatus.SKIPPED)),
     }
@@ -73,7 +77,9 @@ def _properties(report: Report) -> list[tuple[str, Any]]:
     ]
 
 
-def _testcase(suite: ET.Element, runbook: str, step: StepResult) -> None:
+def _testcase(suite: ET.Element, runbook: str, step: StepResult, watch: Watch | None = None) -> None:
+    """watch: the failed (breached or inconclusive) watch of this step x host, a failure even when the step passed
+    (on_inconclusive: pass)."""
     status, message = step.status.value, step.message
     case = ET.SubElement(
         suite,
@@ -85,7 +91,11 @@ def _testcase(suite: ET.Element, runbook: str, step: StepResult) -> None:
         },
     )
     where = f"step {step.id} ({step.phase}) on {step.host}"
-    if step.failed:
+    if watch is not None and (step.failed or step.status == StepStatus.SUCCEEDED):
+        said = f"watch {watch.verdict}: {watch.reason}"
+        failure = ET.SubElement(case, "failure", {"message": _xml_text(said), "type": f"watch {watch.verdict}"})
+        failure.text = _xml_text(f"{where}: {said}\n{message}".rstrip())
+    elif step.failed:
         failure = ET.SubElement(case, "failure", {"message": _xml_text(message or status), "type": status})
         failure.text = _xml_text(f"{where}: {status}\n{message}".rstrip())
     elif step.status == StepStatus.SKIPPED:

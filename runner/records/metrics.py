@@ -11,6 +11,9 @@ asked for, since they change nothing):
   when it is at most the response target of the run's severity (policies/severity.yml). A rollback that did not
   restore the service is never within target. within_target_ratio = within target / rollbacks.
 - data-loss incidents: runs whose data check says rows were lost.
+- time to detect: mean over runs in which a watch confirmed a breach of release live (the end of the step that put
+  the release live) -> breach confirmed. It is the part of the outage before MTTR's clock starts: MTTR runs from
+  the failure detected, so release live -> service verified is about time to detect + MTTR.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Metrics:
     rollbacks_within_target: int = 0
     recovery_times_s: list[float] = field(default_factory=list)  # failure detected -> service verified
     rollback_times_s: list[float] = field(default_factory=list)  # run start -> service verified
+    detection_times_s: list[float] = field(default_factory=list)  # release live -> breach confirmed by a watch
     data_loss_incidents: int = 0
     budget_missed: int = 0
     durations_s: list[float] = field(default_factory=list)
@@ -87,6 +91,14 @@ class Metrics:
         return _mean(self.rollback_times_s)
 
     @property
+    def mean_time_to_detect_s(self) -> float | None:
+        return _mean(self.detection_times_s)
+
+    @property
+    def detections(self) -> int:
+        return len(self.detection_times_s)
+
+    @property
     def within_target_ratio(self) -> float | None:
         return _ratio(self.rollbacks_within_target, self.rollbacks)
 
@@ -105,6 +117,8 @@ class Metrics:
             self.budget_missed += 1
         if row.data_loss:
             self.data_loss_incidents += 1
+        if row.time_to_detect_s is not None:
+            self.detection_times_s.append(float(row.time_to_detect_s))
         if self.last_run_epoch is None or row.started_epoch >= self.last_run_epoch:
             self.last_run_epoch = row.started_epoch
             self.last_status = row.status
@@ -137,6 +151,8 @@ class Metrics:
             "within_target_ratio": self.within_target_ratio,
             "mttr_s": self.mttr_s,
             "mean_time_to_rollback_s": self.mean_time_to_rollback_s,
+            "mean_time_to_detect_s": self.mean_time_to_detect_s,
+            "detections": self.detections,
             "data_loss_incidents": self.data_loss_incidents,
             "budget_missed": self.budget_missed,
             "mean_duration_s": self.mean_duration_s,
@@ -193,7 +209,7 @@ def _dur(value: float | None) -> str:
 def format_text(metrics: MetricsReport) -> str:
     """A table for people: one line per runbook, then the total."""
     header = (
-        f"{'RUNBOOK':<30} {'RUNS':>5} {'SUCCESS':>8} {'ROLLBACK':>9} {'MTTR':>8} "
+        f"{'RUNBOOK':<30} {'RUNS':>5} {'SUCCESS':>8} {'ROLLBACK':>9} {'DETECT':>8} {'MTTR':>8} "
         f"{'IN-TARGET':>10} {'DATA-LOSS':>10} {'LAST':>12}"
     )
     lines = []
@@ -205,7 +221,8 @@ def format_text(metrics: MetricsReport) -> str:
         in_target = f"{m.rollbacks_within_target}/{m.rollbacks}" if m.rollbacks else "—"
         return (
             f"{name:<30} {m.runs:>5} {_pct(m.success_rate):>8} {_pct(m.rollback_frequency):>9} "
-            f"{_dur(m.mttr_s):>8} {in_target:>10} {m.data_loss_incidents:>10} {m.last_status or '—':>12}"
+            f"{_dur(m.mean_time_to_detect_s):>8} {_dur(m.mttr_s):>8} {in_target:>10} {m.data_loss_incidents:>10} "
+            f"{m.last_status or '—':>12}"
         )
 
     for name, m in metrics.runbooks.items():
@@ -216,9 +233,10 @@ def format_text(metrics: MetricsReport) -> str:
         lines.append(line("ALL", metrics.overall))
     lines.append("")
     lines.append(
-        "SUCCESS = succeeded/runs; ROLLBACK = rolled_back/runs (rollback frequency); MTTR = mean time from failure "
-        "detected to service verified; IN-TARGET = rollbacks that restored the service within the SEV response "
-        "target / rollbacks that ran."
+        "SUCCESS = succeeded/runs; ROLLBACK = rolled_back/runs (rollback frequency); DETECT = mean time to detect, "
+        "release live to breach confirmed by a watch (the part of an outage before MTTR starts); MTTR = mean time "
+        "from failure detected to service verified; IN-TARGET = rollbacks that restored the service within the SEV "
+        "response target / rollbacks that ran."
     )
     return "\n".join(lines) + "\n"
 
@@ -290,6 +308,13 @@ _PER_RUNBOOK = (
         "Mean time to recovery: failure detected to service verified, over rolled-back runs.",
     ),
     _Family(
+        "runbook_time_to_detect_seconds", "gauge", "mean_time_to_detect_s",
+        "Mean time to detect, part of MTTR: release live to breach confirmed by a watch, over runs a watch failed.",
+    ),
+    _Family(
+        "runbook_detections_total", "counter", "detections", "Runs in which a watch confirmed a breach.",
+    ),
+    _Family(
         "runbook_time_to_rollback_seconds", "gauge", "mean_time_to_rollback_s",
         "Mean time from run start to service verified, over rolled-back runs.",
     ),
@@ -315,6 +340,10 @@ _OVERALL = (
     _Family(
         "runbook_overall_mttr_seconds", "gauge", "mttr_s",
         "Mean time to recovery over the rolled-back runs of all runbooks.",
+    ),
+    _Family(
+        "runbook_overall_time_to_detect_seconds", "gauge", "mean_time_to_detect_s",
+        "Mean time to detect (release live to breach confirmed by a watch) over the runs of all runbooks.",
     ),
     _Family(
         "runbook_overall_rollback_within_target_ratio", "gauge", "within_target_ratio",

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self, TypedDict
 from runner.errors import InvalidInput
 from runner.records.datacheck import DataCheck
 from runner.records.jsonread import Fields, ShapeError, load_object, read_record
+from runner.records.watch_record import Watch
 
 
 class RunStatus(StrEnum):
@@ -254,6 +255,8 @@ class Report:
     resumed_from: str | None
     runner_version: str
     lock: LockEntry
+    watches: tuple[Watch, ...] = ()
+    time_to_detect_s: float | None = None  # release live -> the first breach a watch confirmed
 
     @property
     def rolled_back_to(self) -> tuple[str, ...]:
@@ -307,6 +310,8 @@ class Report:
                 "resumed_from": self.resumed_from,
                 "runner_version": self.runner_version,
                 "lock": self.lock.to_json(),
+                "watches": [watch.to_json() for watch in self.watches],
+                "time_to_detect_s": self.time_to_detect_s,
             }
         )
 
@@ -358,6 +363,8 @@ class Report:
             resumed_from=f.optional_text("resumed_from"),
             runner_version=f.text("runner_version"),
             lock=LockEntry.read(f.child("lock")),
+            watches=tuple(Watch.read(watch) for watch in f.objects("watches")),
+            time_to_detect_s=f.number("time_to_detect_s") if f.has("time_to_detect_s") else None,
         )
 
 
@@ -381,5 +388,6 @@ __all__ = [
     "StepResult",
     "StepStatus",
     "Version",
+    "Watch",
     "as_report",
 ]

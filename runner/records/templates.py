@@ -7,6 +7,7 @@ from pathlib import Path
 import jinja2
 
 from runner.language.durations import format_seconds
+from runner.records.watch_chart import chart_svg, md_cell, measurements_md, value_text
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "report_templates")),
@@ -17,3 +18,7 @@ TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 TEMPLATES.filters["duration"] = format_seconds
+TEMPLATES.filters["md_cell"] = md_cell
+TEMPLATES.filters["measurements_md"] = measurements_md
+TEMPLATES.filters["value"] = value_text
+TEMPLATES.globals["watch_chart"] = chart_svg

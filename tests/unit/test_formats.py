@@ -118,6 +118,8 @@ def make_report(status: str = "rolled_back") -> dict[str, Any]:
         ],
         "inventory": "/srv/inventories/prod/hosts.yml",
         "runner_version": "0.1.0",
+        "watches": [],
+        "time_to_detect_s": None,
     }
     if status == "succeeded":
         report["on_failure"] = {"ran": False, "status": "not needed", "duration_s": 0.0, "restored": []}

@@ -541,6 +541,38 @@ def test_the_module_fails_for_a_breach_and_takes_no_sample_in_check_mode(
     assert result["msg"].startswith("watch inconclusive: errors: 3 consecutive samples without a value")
 
 
+def test_once_takes_one_sample_per_check_and_decides_by_it_without_for(
+    server: tuple[str, Behaviour], tmp_path: Path
+) -> None:
+    base, behaviour = server
+    behaviour.prom = [0.5]
+    slow = {"name": "latency", "provider": "http", "url": base + "/", "requests": 3, "measure": "p50",
+            "fail_if": "> 10", "for": "2m", "interval": "10s"}
+    args = {"checks": [_prom_check(base, **{"for": "5m"}), slow], "window": "10m", "initial_delay": "1m",
+            "once": True, "runbook_timeout": 5.0}
+    started = time.monotonic()
+    code, result = _run_module(args, tmp_path)
+    assert time.monotonic() - started < 10  # neither the delay nor the window is waited out
+    assert code == 0 and not result.get("failed") and result["once"] is True  # the verdict says it, not a failure
+    assert result["verdict"] == "breached" and result["breached_check"] == "errors"
+    errors, latency = result["checks"]
+    assert [m["value"] for m in errors["measurements"]] == [0.5] and errors["measurements"][0]["breach"]
+    assert errors["for"] == 300 and errors["reason"] == (
+        "errors: 0.5, fail_if > 0.05 holds (one sample; the step's for of 300s is not applied)")
+    assert latency["verdict"] == "healthy" and latency["samples"] == 1 and behaviour.requests == 3
+    assert result["msg"].startswith("one sample per check: errors: 0.5")
+
+    behaviour.prom = [0.01]
+    code, result = _run_module(args, tmp_path)
+    assert code == 0 and result["verdict"] == "healthy" and result["breached_check"] is None
+    assert [c["samples"] for c in result["checks"]] == [1, 1]
+
+    behaviour.prom = ["empty"]  # one sample without a value proves nothing: inconclusive, however many errors allowed
+    code, result = _run_module(dict(args, max_provider_errors=5), tmp_path)
+    assert code == 0 and result["verdict"] == "inconclusive" and result["healthy"] is False
+    assert result["checks"][0]["verdict"] == "inconclusive"
+
+
 # ------------------------------------------------------------------------------------------- the role itself
 
 PLAYBOOK = """

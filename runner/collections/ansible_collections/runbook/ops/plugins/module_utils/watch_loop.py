@@ -115,6 +115,27 @@ def run_watch(plan, sample, clock=time.monotonic, sleep=time.sleep, remaining=No
     return _result(plan, started_at, clock() - started, stopped)
 
 
+def run_once(plan, sample, clock=time.monotonic):
+    """One sample of every check, now, each decided by it alone: a sample for which fail_if holds is a breach
+    (`for`, `initial_delay` and the window are not applied). What `runbook watch` shows to tune thresholds."""
+    started_at, started = utc_now_iso(), clock()
+    for state in plan.states:
+        configured_for, state.for_s = state.for_s, 0.0
+        state.max_errors = 1
+        try:
+            _sample_one(state, {state.name: 0.0}, sample, clock, started, None)
+        finally:
+            state.for_s = configured_for
+        if state.verdict == BREACHED:
+            value = state.measurements[-1]["value"]
+            state.reason = "%s: %s, fail_if %s holds (one sample; the step's for of %s is not applied)" % (
+                state.name, "no data" if value is None else "%g" % value, state.condition, show_seconds(state.for_s))
+        state.close()
+    result = _result(plan, started_at, clock() - started, None)
+    result["once"] = True
+    return result
+
+
 def _sample_one(state, due, sample, clock, started, remaining):
     grid_t = due[state.name]
     t = clock() - started

@@ -128,6 +128,13 @@ options:
     type: str
     default: fail
     choices: [pass, fail]
+  once:
+    description:
+      - Take one sample of every check now and decide from it alone - a sample for which C(fail_if) holds is a
+        breach; C(for), O(initial_delay) and O(window) are not applied (O(window) is still checked). What
+        C(runbook watch) shows to tune thresholds. The module then never fails for the verdict, which says it.
+    type: bool
+    default: false
   runbook_timeout:
     description:
       - Seconds the watch may take (0 - no limit; the rendered step sets it from its C(timeout)). A watch longer
@@ -210,7 +217,9 @@ summary:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.ops.plugins.module_utils.host_work import WorkStopped, start_work
-from ansible_collections.runbook.ops.plugins.module_utils.watch_loop import WatchPlan, WatchStopped, run_watch
+from ansible_collections.runbook.ops.plugins.module_utils.watch_loop import (
+    WatchPlan, WatchStopped, run_once, run_watch,
+)
 from ansible_collections.runbook.ops.plugins.module_utils.watch_providers import (
     MEASURES, PROVIDERS, check_provider_options, sampler,
 )
@@ -246,6 +255,7 @@ ARGUMENT_SPEC = dict(
     on_no_data=dict(type="str", default="inconclusive", choices=list(NO_DATA_POLICIES)),
     max_provider_errors=dict(type="int", default=3),
     on_inconclusive=dict(type="str", default="fail", choices=["pass", "fail"]),
+    once=dict(type="bool", default=False),
     runbook_timeout=dict(type="float", default=0.0),
 )
 
@@ -262,13 +272,15 @@ def build_plan(params):
         if state.check["timeout_s"] <= 0:
             raise ValueError("timeout of check %s must be longer than zero" % state.name)
     limit = float(params.get("runbook_timeout") or 0)
-    if limit > 0 and plan.end_s > limit:
+    if limit > 0 and plan.end_s > limit and not params.get("once"):
         raise ValueError("the watch takes %s (initial_delay and window) but the step may only take %s: raise the "
                          "step's timeout or shorten the window" % (show_seconds(plan.end_s), show_seconds(limit)))
     return plan
 
 
 def message(result):
+    if result.get("once"):
+        return "one sample per check: %s" % result["reason"]
     if result["verdict"] == BREACHED:
         return "watch breached after %s: %s" % (show_seconds(result["time_to_detect"]), result["reason"])
     if result["verdict"] == INCONCLUSIVE:
@@ -307,10 +319,11 @@ def main():
                          checks=[s.result() for s in plan.states], summary=summary,
                          msg="check mode, no sample taken: %s" % plan.describe())
     work = start_work("watch_window", module.params)
-    result = watch(plan, work)
+    once = module.params.get("once")
+    result = run_once(plan, sampler()) if once else watch(plan, work)
     text = message(result)
-    failed = result["verdict"] == BREACHED or (result["verdict"] == INCONCLUSIVE and
-                                               (plan.on_inconclusive == "fail" or work.stopped))
+    failed = not once and (result["verdict"] == BREACHED or (result["verdict"] == INCONCLUSIVE and
+                                                             (plan.on_inconclusive == "fail" or work.stopped)))
     work.finish(failed, text)
     if failed:
         module.fail_json(msg=text, stopped=work.reason, **result)
