@@ -13,7 +13,7 @@ from runner.engine.inventory import step_hosts
 from runner.engine.prepare import prepare_run
 from runner.engine.render import RenderedProject, render_project
 from runner.engine.resume import ResumeRequest, resume_run
-from runner.engine.runflow import RunOptions, RunResult, execute_run
+from runner.engine.runflow import DETECTED_PARAM, RunOptions, RunResult, execute_run, moment_text
 from runner.errors import Diagnostic, InvalidInput
 from runner.language.loader import load_runbook
 from runner.language.model import Runbook
@@ -136,6 +136,9 @@ def plan(
 
 
 def run(runbook: Runbook, params: ResolvedParams, options: RunOptions) -> RunResult:
+    given = params.values.get(DETECTED_PARAM)
+    if options.detected_at is None and isinstance(given, str) and given:
+        moment_text(given, f"param {DETECTED_PARAM}")  # a bad alert time is refused before anything runs
     prepared = prepare_run(runbook, params, options.roles_paths, options.inventory, options.limit)
     if not prepared.hosts.of(runbook.steps):
         raise InvalidInput(

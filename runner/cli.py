@@ -13,7 +13,7 @@ from runner import api, cli_args, crash_log, paths
 from runner.console import choose as progress_for
 from runner.console import one_line
 from runner.engine import dry_run
-from runner.engine.runflow import RunOptions, is_tty
+from runner.engine.runflow import RunOptions, is_tty, moment_text
 from runner.errors import ExitStatus, InvalidInput, RunbookError
 from runner.language.durations import format_seconds, parse_duration
 from runner.language.model import Runbook
@@ -99,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=progress,
         timeout_s=_duration(args, "timeout"),
         trigger=args.trigger,
+        detected_at=moment_text(args.detected_at, "--detected-at") if args.detected_at else None,
     )
     result = api.run(runbook, params, options)
     if not args.json:

@@ -88,6 +88,11 @@ def _run(sub: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="approve every confirm: gate")
     p.add_argument("--json", action="store_true", help="JSON event stream on stdout")
     p.add_argument("--trigger", default="", metavar="TEXT", help="what started the run, recorded in history")
+    p.add_argument(
+        "--detected-at", metavar="TIME",
+        help="when the incident was detected (2026-12-02T09:41:00Z, or 12m for 12 minutes ago): the time to "
+        "restore counts from there (rollback runbooks: from the run's start by default)",
+    )
     _timeout(p)
     _common(p, params=True, state=True)
     return p

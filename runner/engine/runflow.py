@@ -27,7 +27,8 @@ from runner.engine.run_cancel import RunCancel, run_timeout_s
 from runner.engine.run_log import ProgressFn, RunLog, RunStart, start_fields
 from runner.engine.start_gate import StartGate
 from runner.engine.step_outputs import StepOutputs
-from runner.errors import ApprovalRequired
+from runner.errors import ApprovalRequired, InvalidInput
+from runner.language.durations import parse_moment
 from runner.language.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook, Step
 from runner.language.params import ResolvedParams
 from runner.records.build import RunFacts, in_report_order, rollback_record
@@ -52,6 +53,7 @@ class RunOptions:
     progress: ProgressFn | None = None
     trigger: str = ""
     timeout_s: float | None = None  # the run's overall deadline (--timeout); None: 3x the budget
+    detected_at: str | None = None  # when the incident was detected (--detected-at), ISO 8601 UTC
 
 
 @dataclass
@@ -277,7 +279,7 @@ class _Run(RunLog):
             started=self.started,
             ended=utcnow(),
             duration_s=round(time.monotonic() - t0, 3),
-            failure_detected=self.first_failure_at,
+            failure_detected=detected_at(self.options, self.runbook, self.params, self.started, self.first_failure_at),
             params=self.params.masked(),
             on_failure=rollback,
             inventory=str(self.options.inventory),
@@ -310,3 +312,34 @@ def execute_run(prepared: PreparedRun, options: RunOptions) -> RunResult:
 
 def is_tty() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+DETECTED_PARAM = "detected_at"  # a runbook's param with the alert's time, e.g. from the paging system
+
+
+def detected_at(
+    options: RunOptions, runbook: Runbook, params: ResolvedParams, started: str, first_failure: str | None
+) -> str | None:
+    """When the incident this run answers was detected, so that its time to restore counts from there:
+    --detected-at, else a `detected_at` param, else the run's start for a runbook that answers an incident, else
+    the run's first failure (None when nothing failed)."""
+    if options.detected_at:
+        return options.detected_at
+    given = params.values.get(DETECTED_PARAM)
+    if isinstance(given, str) and given:
+        return moment_text(given, DETECTED_PARAM)
+    return started if answers_an_incident(runbook) else first_failure
+
+
+def answers_an_incident(runbook: Runbook) -> bool:
+    """A rollback runbook (tagged rollback) a person starts because something is already broken; a deploy
+    (tagged deploy) is a release that may roll itself back, whose clock starts at its own first failure."""
+    return "rollback" in runbook.tags and "deploy" not in runbook.tags
+
+
+def moment_text(text: str, what: str) -> str:
+    """An ISO 8601 UTC time from a time or a duration ago (12m); InvalidInput naming what gave it otherwise."""
+    try:
+        return parse_moment(text, datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds")
+    except ValueError as exc:
+        raise InvalidInput(f"{what} {exc}") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _DURATION = re.compile(r"^([0-9]+)(ms|s|m|h|d)$")
@@ -38,3 +38,22 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+FUTURE_SLACK_S = 60.0  # clocks differ: a detection time this far ahead of ours is still taken
+
+
+def parse_moment(text: str, now: datetime) -> datetime:
+    """When something happened: an ISO 8601 time (UTC when it has no offset) or a duration meaning that long ago
+    (12m); ValueError for anything else and for a moment ahead of now."""
+    text = text.strip() if isinstance(text, str) else ""
+    if _DURATION.match(text):
+        moment = now - timedelta(seconds=parse_duration(text))
+    else:
+        parsed = parse_time(text)
+        if parsed is None:
+            raise ValueError(f"{text!r} is neither a time (2026-12-02T09:41:00Z) nor a duration ago (12m)")
+        moment = parsed
+    if (moment - now).total_seconds() > FUTURE_SLACK_S:
+        raise ValueError(f"{text!r} is in the future")
+    return moment

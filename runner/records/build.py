@@ -9,6 +9,7 @@ from typing import Any
 from runner import __version__
 from runner.engine.events import HostStepResult
 from runner.language import policy
+from runner.language.durations import parse_time
 from runner.language.model import PHASE_MAIN, PHASE_ON_FAILURE, Runbook
 from runner.records.datacheck import DataCheck
 from runner.records.jsonread import Fields
@@ -58,6 +59,7 @@ def build_report(facts: RunFacts, results: Sequence[HostStepResult]) -> Report:
     target = policy.response_target_s(runbook.severity)
     budget_met = facts.duration_s <= runbook.budget_s
     status, detail = facts.status, facts.detail
+    restored = time_to_restore(facts.failure_detected, status, facts.ended, facts.on_failure)
     if facts.strict_budget and not budget_met and status == RunStatus.SUCCEEDED:
         status, detail = RunStatus.FAILED, f"budget {runbook.budget_s:.0f}s exceeded (--strict-budget)"
     watches = collect_watches(runbook, results)
@@ -77,8 +79,9 @@ def build_report(facts: RunFacts, results: Sequence[HostStepResult]) -> Report:
         budget_from=runbook.budget_from,
         budget_met=budget_met,
         severity_target_s=target,
-        severity_target_met=facts.duration_s <= target,
+        severity_target_met=(restored if restored is not None else facts.duration_s) <= target,
         failure_detected=facts.failure_detected,
+        time_to_restore_s=restored,
         params=facts.params,
         hosts=hosts_versions(results),
         steps=tuple(_step_row(r) for r in results),
@@ -207,3 +210,18 @@ def collect_verification(results: Iterable[HostStepResult]) -> tuple[Check, ...]
 
 def _lock(entry: Mapping[str, Any] | None, lock_name: str) -> LockEntry:
     return LockEntry.read(Fields(entry, "lock")) if entry else LockEntry(lock_name)
+
+
+def time_to_restore(detected: str | None, status: RunStatus, ended: str, rollback: Rollback) -> float | None:
+    """Seconds from the failure's detection to the service restored: the run's end for a run that succeeded
+    (a rollback runbook's verify passed), on_failure's end for a run it rolled back; None otherwise."""
+    start = parse_time(detected)
+    if status == RunStatus.SUCCEEDED:
+        end = parse_time(ended)
+    elif status == RunStatus.ROLLED_BACK and rollback.verified:
+        end = parse_time(rollback.ended)
+    else:
+        return None
+    if start is None or end is None:
+        return None
+    return round(max((end - start).total_seconds(), 0.0), 3)

@@ -15,7 +15,7 @@ from runner import safe_write
 from runner.records.junit import render_junit
 from runner.records.model import Report, as_report
 from runner.records.templates import TEMPLATES
-from runner.records.timeline import STATUS_COLOURS, host_names, timeline
+from runner.records.timeline import STATUS_COLOURS, host_names, incident_timeline, timeline
 
 HTML_NAME = "report.html"
 JUNIT_NAME = "junit.xml"
@@ -27,7 +27,8 @@ def rolled_back_to(report: Report | Mapping[str, Any]) -> str:
 
 
 def render_markdown(report: Report | Mapping[str, Any]) -> str:
-    return TEMPLATES.get_template("report.md.j2").render(report=as_report(report))
+    report = as_report(report)
+    return TEMPLATES.get_template("report.md.j2").render(report=report, incident_timeline=incident_timeline(report))
 
 
 def render_html(report: Report | Mapping[str, Any]) -> str:
@@ -39,6 +40,7 @@ def render_html(report: Report | Mapping[str, Any]) -> str:
         hosts=host_names(report),
         rolled_back_to=rolled_back_to(report),
         colours=STATUS_COLOURS,
+        incident_timeline=incident_timeline(report),
     )
 
 

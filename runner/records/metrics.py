@@ -56,6 +56,8 @@ class Metrics:
     by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RunStatus, 0))
     rollbacks: int = 0
     rollbacks_within_target: int = 0
+    restores: int = 0  # runs that restored an incident themselves (a rollback runbook started by a person)
+    restores_within_target: int = 0
     recovery_times_s: list[float] = field(default_factory=list)  # failure detected -> service verified
     rollback_times_s: list[float] = field(default_factory=list)  # run start -> service verified
     detection_times_s: list[float] = field(default_factory=list)  # release live -> breach confirmed by a watch
@@ -126,6 +128,7 @@ class Metrics:
         if self.runbook:
             self.severity_target_s = target
         if not row.rollback_ran:
+            self._restored(row, target)
             return
         self.rollbacks += 1
         verified_at = epoch(row.rollback_ended)
@@ -139,6 +142,18 @@ class Metrics:
         if target is not None and to_rollback <= target:
             self.rollbacks_within_target += 1
 
+    def _restored(self, row: history.RunRow, target: float | None) -> None:
+        """A run that restored the service itself, its clock started at the incident's detection: its time to
+        restore counts in MTTR and against the severity target."""
+        detected, ended = epoch(row.failure_detected), epoch(row.ended)
+        if row.status != RunStatus.SUCCEEDED or detected is None or ended is None:
+            return
+        restore = max(ended - detected, 0.0)
+        self.recovery_times_s.append(restore)
+        self.restores += 1
+        if target is not None and restore <= target:
+            self.restores_within_target += 1
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "runbook": self.runbook,
@@ -148,6 +163,8 @@ class Metrics:
             "rollback_frequency": self.rollback_frequency,
             "rollbacks": self.rollbacks,
             "rollbacks_within_target": self.rollbacks_within_target,
+            "restores": self.restores,
+            "restores_within_target": self.restores_within_target,
             "within_target_ratio": self.within_target_ratio,
             "mttr_s": self.mttr_s,
             "mean_time_to_rollback_s": self.mean_time_to_rollback_s,
@@ -218,7 +235,8 @@ def format_text(metrics: MetricsReport) -> str:
     lines.append(header)
 
     def line(name: str, m: Metrics) -> str:
-        in_target = f"{m.rollbacks_within_target}/{m.rollbacks}" if m.rollbacks else "—"
+        recovered = m.rollbacks + m.restores  # each counted from its failure's (or incident's) detection
+        in_target = f"{m.rollbacks_within_target + m.restores_within_target}/{recovered}" if recovered else "—"
         return (
             f"{name:<30} {m.runs:>5} {_pct(m.success_rate):>8} {_pct(m.rollback_frequency):>9} "
             f"{_dur(m.mean_time_to_detect_s):>8} {_dur(m.mttr_s):>8} {in_target:>10} {m.data_loss_incidents:>10} "
@@ -305,7 +323,13 @@ _PER_RUNBOOK = (
     ),
     _Family(
         "runbook_mttr_seconds", "gauge", "mttr_s",
-        "Mean time to recovery: failure detected to service verified, over rolled-back runs.",
+        "Mean time to recovery: failure (or incident) detected to service verified, over rolled-back runs and "
+        "runs that restored an incident themselves.",
+    ),
+    _Family("runbook_restores_total", "counter", "restores", "Runs that restored an incident themselves."),
+    _Family(
+        "runbook_restores_within_target_total", "counter", "restores_within_target",
+        "Incidents restored within the severity response target, counted from their detection.",
     ),
     _Family(
         "runbook_time_to_detect_seconds", "gauge", "mean_time_to_detect_s",

@@ -242,6 +242,7 @@ class Report:
     severity_target_s: float
     severity_target_met: bool
     failure_detected: str | None
+    time_to_restore_s: float | None  # failure_detected -> service restored (verified), when both are known
     params: dict[str, Any]
     hosts: dict[str, HostVersions]
     steps: tuple[StepResult, ...]
@@ -296,6 +297,7 @@ class Report:
                 "severity_target_s": self.severity_target_s,
                 "severity_target_met": self.severity_target_met,
                 "failure_detected": self.failure_detected,
+                **({"time_to_restore_s": self.time_to_restore_s} if self.time_to_restore_s is not None else {}),
                 "params": self.params,
                 "hosts": {host: versions.to_json() for host, versions in self.hosts.items()},
                 "steps": [step.to_json() for step in self.steps],
@@ -350,6 +352,7 @@ class Report:
             severity_target_s=f.number("severity_target_s"),
             severity_target_met=f.flag("severity_target_met", True),
             failure_detected=f.optional_text("failure_detected"),
+            time_to_restore_s=f.number("time_to_restore_s") if f.has("time_to_restore_s") else None,
             params=f.mapping("params"),
             hosts={host: HostVersions.read(entry) for host, entry in f.children("hosts").items()},
             steps=tuple(StepResult.read(step) for step in f.objects("steps")),

@@ -33,11 +33,10 @@ from jinja2 import StrictUndefined
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from runner.language.durations import format_seconds
 from runner.records.formats import render_markdown
 from runner.records.model import NotificationResult, Report, RunStatus, as_report
 from runner.records.redact import Redactor
-from runner.records.timeline import STATUS_COLOURS
+from runner.records.slack_message import webhook_payload
 
 OUTCOME_FOR_STATUS: dict[str, str] = {
     RunStatus.SUCCEEDED: "success",
@@ -49,13 +48,6 @@ DEFAULT_ON = ("failure", "rolled_back")
 ATTEMPTS = 3
 BACKOFF_S = 0.5
 TIMEOUT_S = 10.0
-
-_EMOJI: dict[str, str] = {
-    RunStatus.SUCCEEDED: ":white_check_mark:",
-    RunStatus.ROLLED_BACK: ":leftwards_arrow_with_hook:",
-    RunStatus.FAILED: ":x:",
-}
-
 
 class RedactorLike(Protocol):
     def text(self, value: str) -> str: ...
@@ -109,116 +101,6 @@ def fires(notification: Any, status: str) -> bool:
     """Whether a notification's `on` list covers this run status."""
     on = _field(notification, "on") or DEFAULT_ON
     return OUTCOME_FOR_STATUS.get(status, status) in tuple(on)
-
-
-def escape_mrkdwn(text: str) -> str:
-    """A value as Slack shows it literally (its documented escapes: &, <, >): no text a host, an operator or a
-    param wrote can mention <!channel> or make a link in a message."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _hosts_lines(report: Report) -> list[str]:
-    return [
-        escape_mrkdwn(f"{host}: {versions.version_before or '?'} → {versions.version_after or '?'}")
-        for host, versions in report.hosts.items()
-        if versions.version_before or versions.version_after
-    ]
-
-
-@dataclass(frozen=True)
-class _Shown:
-    """A report's values as a Slack message shows them: each escaped for mrkdwn (escape_mrkdwn)."""
-
-    name: str
-    status: str
-    severity: str
-    detail: str
-    operator: str
-    run_id: str
-    report_path: str
-    duration: str  # "1m05s (budget 5m, met)"
-    hosts: list[str]
-
-    @classmethod
-    def of(cls, report: Report, report_path: str) -> _Shown:
-        budget = f"budget {format_seconds(report.budget_s)}, {'met' if report.budget_met else 'MISSED'}"
-        return cls(
-            name=escape_mrkdwn(report.runbook.name),
-            status=escape_mrkdwn(report.status.value),
-            severity=escape_mrkdwn(report.severity),
-            detail=escape_mrkdwn(report.status_detail),
-            operator=escape_mrkdwn(report.operator),
-            run_id=escape_mrkdwn(report.run_id),
-            report_path=escape_mrkdwn(report_path),
-            duration=f"{format_seconds(report.duration_s)} ({budget})",
-            hosts=_hosts_lines(report),
-        )
-
-
-def _fields(report: Report, shown: _Shown) -> list[dict[str, Any]]:
-    fields = [
-        {"type": "mrkdwn", "text": f"*Status*\n{shown.status}"},
-        {"type": "mrkdwn", "text": f"*Runbook*\n`{shown.name}`"},
-        {"type": "mrkdwn", "text": f"*Severity*\n{shown.severity}"},
-        {"type": "mrkdwn", "text": f"*Duration*\n{shown.duration}"},
-    ]
-    on_failure = report.on_failure
-    if on_failure.ran:
-        verified = "verified" if on_failure.verified else "NOT verified"
-        rollback_time = format_seconds(on_failure.duration_s)
-        fields.append(
-            {"type": "mrkdwn", "text": f"*Rollback*\n{on_failure.status.value} in {rollback_time}, {verified}"}
-        )
-    if shown.operator:
-        fields.append({"type": "mrkdwn", "text": f"*Operator*\n{shown.operator}"})
-    return fields
-
-
-def _attachment_fields(shown: _Shown) -> list[dict[str, Any]]:
-    fields = [
-        {"title": "Status", "value": shown.status, "short": True},
-        {"title": "Runbook", "value": shown.name, "short": True},
-        {"title": "Severity", "value": shown.severity, "short": True},
-        {"title": "Duration", "value": shown.duration, "short": True},
-    ]
-    if shown.hosts:
-        fields.append({"title": "Versions", "value": "\n".join(shown.hosts), "short": False})
-    if shown.report_path:
-        fields.append({"title": "Report", "value": shown.report_path, "short": False})
-    return fields
-
-
-def webhook_payload(
-    report: Report | Mapping[str, Any], report_path: str = "", channel: str | None = None
-) -> dict[str, Any]:
-    """Slack-compatible message: `text` (fallback), Block Kit `blocks`, and a coloured legacy attachment.
-
-    Every value put into a mrkdwn text is escaped; the header is plain_text, which Slack shows as it is.
-    """
-    report = as_report(report)
-    shown = _Shown.of(report, report_path)
-    emoji = _EMOJI.get(report.status, ":warning:")
-    text = f"{emoji} runbook {shown.name}: {shown.status} ({shown.severity}) in {format_seconds(report.duration_s)}"
-    text += f" — {shown.detail}" if shown.detail else ""
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{report.runbook.name}: {report.status}"[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
-        {"type": "section", "fields": _fields(report, shown)[:10]},
-    ]
-    if shown.hosts:
-        versions = ("*Versions*\n" + "\n".join(shown.hosts))[:3000]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": versions}})
-    context = f"run `{shown.run_id}`" + (f" · report `{shown.report_path}`" if shown.report_path else "")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]})
-    colour = STATUS_COLOURS.get(report.status, "#607d8b")
-    payload: dict[str, Any] = {
-        "text": text,
-        "blocks": blocks,
-        "attachments": [{"color": colour, "fallback": text, "fields": _attachment_fields(shown)}],
-    }
-    if channel:
-        payload["channel"] = channel
-    return payload
 
 
 def _retrying(action: Callable[[], None], attempts: int, backoff_s: float) -> tuple[bool, str, int]:
@@ -340,18 +222,13 @@ def default_subject(report: Report | Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class _Retry:
-    timeout_s: float
-    attempts: int
-    backoff_s: float
-
-
-@dataclass(frozen=True)
-class _Values:
-    """What the notification templates read: the run's real params and the inventory's `all` variables."""
+class _Delivery:
+    """What the notification templates read (the run's real params, the inventory's `all` variables) and how
+    hard a sender tries (timeout, attempts, backoff)."""
 
     params: Mapping[str, Any]
     inventory: Mapping[str, Any]
+    retry: tuple[float, int, float]
 
     def render(self, text: str, report: Report) -> str:
         return render_template(text, self.params, report, self.inventory)
@@ -384,7 +261,7 @@ class _Off(Exception):
 
 
 def _webhook(
-    notification: Any, report: Report, values: _Values, redactor: RedactorLike, report_path: str, retry: _Retry
+    notification: Any, report: Report, values: _Delivery, redactor: RedactorLike, report_path: str
 ) -> tuple[str, tuple[bool, str, int]]:
     url = values.render(str(_field(notification, "url", "") or ""), report).strip()
     if not url:
@@ -392,12 +269,13 @@ def _webhook(
     channel = _field(notification, "channel")
     channel_text = redactor.text(values.render(str(channel), report)) if channel else None
     payload = redactor.scrub(webhook_payload(report, report_path, channel_text))
-    sent = post_webhook(url, payload, timeout_s=retry.timeout_s, attempts=retry.attempts, backoff_s=retry.backoff_s)
+    timeout_s, attempts, backoff_s = values.retry
+    sent = post_webhook(url, payload, timeout_s=timeout_s, attempts=attempts, backoff_s=backoff_s)
     return redactor.text(url), sent
 
 
 def _email(
-    notification: Any, report: Report, values: _Values, redactor: RedactorLike, report_path: str, retry: _Retry
+    notification: Any, report: Report, values: _Delivery, redactor: RedactorLike, report_path: str
 ) -> tuple[str, tuple[bool, str, int]]:
     raw_to = _field(notification, "to") or []
     rendered = [values.render(str(r), report) for r in ([raw_to] if isinstance(raw_to, str) else raw_to)]
@@ -411,7 +289,7 @@ def _email(
     if report_path:
         body += f"\nReport: {report_path}\n"
     sent = send_email(
-        recipients, subject, body, timeout_s=retry.timeout_s, attempts=retry.attempts, backoff_s=retry.backoff_s
+        recipients, subject, body, timeout_s=values.retry[0], attempts=values.retry[1], backoff_s=values.retry[2]
     )
     return redactor.text(", ".join(recipients)), sent
 
@@ -442,9 +320,8 @@ def send_one(
         if sender is None:
             ok, error, tries = False, f"unknown notification kind {kind!r}", 0
         else:
-            retry = _Retry(timeout_s, attempts, backoff_s)
-            values = _Values(params, inventory or {})
-            target, (ok, error, tries) = sender(notification, safe_report, values, redactor, report_path, retry)
+            values = _Delivery(params, inventory or {}, (timeout_s, attempts, backoff_s))
+            target, (ok, error, tries) = sender(notification, safe_report, values, redactor, report_path)
     except _Off:
         return None
     except (TemplateError, SecurityError) as exc:

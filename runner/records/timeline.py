@@ -151,3 +151,42 @@ def _markers(report: Report, axis: _Axis) -> list[Marker]:
         label = "service verified" if on_failure.verified else "on_failure end"
         markers.append(Marker(label, round(axis.pct(rb_end), 3), "marker-verified"))
     return markers
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """One line of the post-mortem timeline: when (UTC, as recorded) and what happened."""
+
+    at: str
+    what: str
+
+
+def incident_timeline(report: Report | Mapping[str, Any]) -> list[IncidentEvent]:
+    """The run as the post-mortem tells it, in time order: start, each step x host that ended (failures with
+    their message), the failure detected, on_failure's start and end, the end of the run."""
+    report = as_report(report)
+    events = [IncidentEvent(report.started, f"run started by {report.operator or 'unknown'}"
+                            + (f" ({report.trigger})" if report.trigger else ""))]
+    for step in report.steps:
+        if step.status == StepStatus.SKIPPED or not (step.ended or step.started):
+            continue
+        said = f": {step.message}" if step.failed and step.message else ""
+        phase = " (on_failure)" if step.phase == PHASE_ON_FAILURE else ""
+        events.append(IncidentEvent(step.ended or step.started, f"`{step.id}`{phase} on {step.host} "
+                                    f"{step.status} after {format_seconds(step.duration_s)}{said}"))
+    if report.failure_detected:
+        events.append(IncidentEvent(report.failure_detected, "failure detected"))
+    rollback = report.on_failure
+    if rollback.ran and rollback.started:
+        events.append(IncidentEvent(rollback.started, "rollback (on_failure) started"))
+    if rollback.ran and rollback.ended:
+        verified = "service verified" if rollback.verified else "service NOT verified"
+        events.append(IncidentEvent(rollback.ended, f"rollback (on_failure) ended: {rollback.status}, {verified}"))
+    if report.ended:
+        events.append(IncidentEvent(report.ended, f"run ended: {report.status}"))
+    return sorted((e for e in events if e.at), key=lambda e: _order(e.at))
+
+
+def _order(at: str) -> float:
+    when = parse_time(at)
+    return when.timestamp() if when is not None else float("inf")

@@ -117,3 +117,33 @@ def test_previous_without_an_earlier_release_changes_nothing(clean_lab: object, 
     for host, address in APP_HOSTS.items():
         assert backend(host)["Id"] == ids_before[host]
         assert health(address) == (200, {"status": "ok", "version": "v1"})
+
+
+def test_a_sev1_rollback_counts_its_time_to_restore_from_the_detection(clean_lab: object, tmp_path: Path) -> None:
+    good = runbook("run", "runbooks/deploy.yml", "-i", str(INVENTORY), "-p", "version=v1", state=tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    restored = runbook("run", "runbooks/backend-image-rollback.yml", "-i", str(INVENTORY), "-p", "to=lab/backend:v1",
+                       "--detected-at", "20m", state=tmp_path)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert health(APP_HOSTS["app1"]) == (200, {"status": "ok", "version": "v1"})
+    report = latest_report(tmp_path)
+    assert report["status"] == "succeeded"
+    assert 1200 <= report["time_to_restore_s"] < 1200 + report["duration_s"] + 5
+    assert report["severity_target_met"] is False  # SEV1: 15 minutes from the detection, not from the run's start
+    assert "time to restore 20m" in (tmp_path / "runs" / report["run_id"] / "report.md").read_text()
+
+    again = runbook("run", "runbooks/backend-image-rollback.yml", "-i", str(INVENTORY), "-p", "to=lab/backend:v1",
+                    state=tmp_path)  # no detection given: a rollback runbook's clock starts with it
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = latest_report(tmp_path)
+    assert report["failure_detected"] == report["started"] and report["severity_target_met"] is True
+    assert abs(report["time_to_restore_s"] - report["duration_s"]) < 2
+
+    shown = runbook("metrics", "--format", "json", state=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rollback = json.loads(shown.stdout)["runbooks"]["backend-image-rollback"]
+    assert (rollback["restores"], rollback["restores_within_target"]) == (2, 1)
+    assert rollback["mttr_s"] >= 600  # the mean of about 20m and the second run's own duration
+    bad = runbook("run", "runbooks/backend-image-rollback.yml", "-i", str(INVENTORY), "--detected-at", "tomorrow",
+                  state=tmp_path)
+    assert bad.returncode == 2 and "error: --detected-at 'tomorrow' is neither" in bad.stderr

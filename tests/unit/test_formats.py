@@ -493,3 +493,22 @@ def test_write_report_then_write_all_side_by_side(real_report: dict[str, Any], t
     files = write_report(report, tmp_path)
     formats.write_all(report, files.directory)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]
+
+
+def test_the_post_mortem_tells_the_run_in_time_order_under_the_seed_headings() -> None:
+    md = render_markdown(make_report())
+    post_mortem = md.split("## Post-mortem", 1)[1].split("## Lessons learned", 1)[0]
+    for heading in ("### Timeline", "### Root cause", "### Prevention"):
+        assert heading in post_mortem, heading
+    lines = [line for line in post_mortem.splitlines() if line.startswith("| 2026-")]
+    rows = [line.split(" | ", 1)[1].removesuffix(" |") for line in lines]
+    assert rows[0].startswith("run started by oncall@control")
+    assert rows[-1] == "run ended: rolled_back"
+    order = [next(i for i, r in enumerate(rows) if r.startswith(w)) for w in
+             ("`swap` on app1 failed", "failure detected", "rollback (on_failure) started",
+              "rollback (on_failure) ended: succeeded, service verified")]
+    assert order == sorted(order)
+    assert "INC-42" in post_mortem.split("### Root cause")[1]
+    html = formats.render_html(make_report())
+    assert "Post-mortem" in html and "Root cause" in html and "Prevention" in html
+    assert "health <b>500</b>" not in html  # the timeline's messages are escaped too
