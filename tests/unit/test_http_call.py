@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import Server
 from opsmodule import COLLECTIONS, MODULES, load
-from test_verify_parts import Server
 
 http_call = load("http_call")
 

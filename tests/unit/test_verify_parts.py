@@ -11,15 +11,13 @@
 from __future__ import annotations
 
 import datetime
-import http.server
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import Server
 from opsmodule import load
 
 http_check = load("http_check")
@@ -28,45 +26,6 @@ log_count = load("log_count")
 pg_assert = load("pg_assert")
 
 from ansible_collections.runbook.ops.plugins.module_utils import http_request  # noqa: E402
-
-Route = Callable[[str, str, Any, dict[str, str]], tuple[int, Any]]
-
-
-class Server:
-    """A loopback HTTP server answering with `route(method, path, json body, headers)` -> (status, JSON); it
-    records every request it got."""
-
-    def __init__(self, route: Route) -> None:
-        self.requests: list[tuple[str, str, Any, dict[str, str]]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
-                headers = {k: v for k, v in self.headers.items()}
-                outer.requests.append((self.command, self.path, body, headers))
-                status, payload = route(self.command, self.path, body, headers)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PATCH = answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -148,9 +107,14 @@ def test_a_value_that_is_not_in_the_answer_fails_the_call(shop: Server) -> None:
 
 
 def test_a_reference_no_earlier_call_extracted_is_not_sent(shop: Server) -> None:
-    results = run([{"name": "orphan", "url": shop.base + "/settlements/${nothing}"}])
+    calls = [
+        {"name": "orphan", "url": shop.base + "/settlements/${order_id}"},
+        scenario(shop.base)[0],
+    ]
+    results = run(calls)
     assert results[0]["ok"] is False and results[0]["attempts"] == 0
-    assert results[0]["detail"] == "uses ${nothing}, which no earlier call extracted"
+    assert results[0]["detail"] == "uses ${order_id}, which no earlier call extracted"
+    assert results[1]["detail"] == "not run: an earlier check failed"
     assert shop.requests == []
 
 
@@ -198,6 +162,17 @@ def test_substitution_of_references() -> None:
     assert http_request.substitute(7, values) == 7
     with pytest.raises(http_request.UnknownReference):
         http_request.substitute("${other}", values)
+
+
+def test_checks_without_extract_are_sent_as_written() -> None:
+    sent: list[str] = []
+
+    def request(check: dict[str, Any], timeout: float) -> tuple[int, bytes, int, None]:
+        sent.append(check["url"])
+        return 200, b"{}", 1, None
+
+    results = http_check.run_checks([{"url": "http://x/${literal}/$$"}], 1, 0, 1.0, request=request)
+    assert results[0]["ok"] is True and sent == ["http://x/${literal}/$$"]
 
 
 def test_existing_checks_without_references_are_unchanged() -> None:

@@ -21,7 +21,8 @@ description:
     dotted key); later checks use them as C(${name}) in their C(url), C(headers), C(body), C(json) and
     C(body_contains). A string that is only C(${name}) takes the value itself (a number stays a number in a JSON
     body); C($$) is a literal C($). The module does the substitution - values are never templated. A check that
-    refers to a name no earlier check extracted fails without being sent.
+    refers to a name no earlier check extracted fails without being sent. Checks none of which has C(extract) are
+    sent as written.
   - Fails (after all attempts) listing what did not match; the per-check results are returned either way.
   - Uses the Python standard library (C(urllib)) only.
 author:
@@ -249,10 +250,12 @@ def resolve(check, variables):
 
 def run_checks(checks, attempts, interval, timeout, stop_on_failure=True, request=perform, sleep=time.sleep,
                remaining=None):
-    """The checks in order; the values a check extracts are there for the ${name} references of later ones."""
+    """The checks in order; the values a check extracts are there for the ${name} references of later ones (checks
+    none of which extracts anything are sent as they are, as they were before extraction existed)."""
     results = []
     failed, stopped = False, ""
     variables = {}
+    scenario = any(check.get("extract") for check in checks)
     for check in checks:
         if stopped:
             results.append(dict(not_run(check, stopped), ok=False))
@@ -261,7 +264,7 @@ def run_checks(checks, attempts, interval, timeout, stop_on_failure=True, reques
             results.append(not_run(check, "an earlier check failed"))
             continue
         try:
-            resolved = resolve(check, variables)
+            resolved = resolve(check, variables) if scenario else check
         except UnknownReference as exc:
             results.append(dict(not_run(check, ""), ok=False, detail=str(exc)))
             failed = True
