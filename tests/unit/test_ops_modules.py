@@ -811,7 +811,7 @@ def test_perform_against_a_local_server() -> None:
 
 # ------------------------------------------------------------------ PostgreSQL modules: their connection options
 
-PG_MODULES = ("pg_dump_partial", "pg_inspect", "pg_restore_backup", "pg_migration_rollback")
+PG_MODULES = ("pg_assert", "pg_dump_partial", "pg_inspect", "pg_restore_backup", "pg_migration_rollback")
 
 
 def test_the_connection_options_are_documented_once_and_specified_once() -> None:

@@ -108,5 +108,6 @@ def test_a_step_timeout_reaches_the_host_work_modules_before_ansibles_own(
     ]  # fmt: skip
     runtime = yaml.safe_load((COLLECTIONS_DIR / "ansible_collections/runbook/ops/meta/runtime.yml").read_text())
     assert set(runtime["action_groups"]["host_work"]) == {
-        "container_swap", "http_check", "pg_dump_partial", "pg_restore_backup", "watch_window",
+        "container_swap", "http_call", "http_check", "http_latency", "pg_assert", "pg_dump_partial",
+        "pg_restore_backup", "watch_window",
     }  # fmt: skip

@@ -171,6 +171,17 @@ class DockerClient:
             return ""
         return demultiplex(data)
 
+    def logs_text(self, container_id, since=None, tail="all"):
+        """A container's stdout/stderr since an epoch second (all of it when None), or its last `tail` lines;
+        raises DockerError when the engine cannot give them."""
+        data = self.request(
+            "GET",
+            "/containers/%s/logs" % quote(container_id, safe=""),
+            params={"stdout": 1, "stderr": 1, "since": int(since) if since is not None else None, "tail": tail},
+            raw=True,
+        )
+        return demultiplex(data)
+
     # -- writes --------------------------------------------------------------------------------------------
     def create_container(self, name, spec):
         created = self.request("POST", "/containers/create", params={"name": name}, body=spec)

@@ -17,6 +17,12 @@ description:
     matches; then the next check runs. A list of checks is an ordered smoke scenario.
   - A check matches when the response status is one of C(status), the body contains every C(body_contains)
     string, every C(json) key has the expected value in the JSON body, and the response took at most C(max_ms).
+  - A check's C(extract) takes values from its JSON answer (a JSON path such as C($.id) or C($.items[0].id), or a
+    dotted key); later checks use them as C(${name}) in their C(url), C(headers), C(body), C(json) and
+    C(body_contains). A string that is only C(${name}) takes the value itself (a number stays a number in a JSON
+    body); C($$) is a literal C($). The module does the substitution - values are never templated. A check that
+    refers to a name no earlier check extracted fails without being sent. Checks none of which has C(extract) are
+    sent as written.
   - Fails (after all attempts) listing what did not match; the per-check results are returned either way.
   - Uses the Python standard library (C(urllib)) only.
 author:
@@ -68,6 +74,11 @@ options:
         description: Verify TLS certificates.
         type: bool
         default: true
+      extract:
+        description:
+          - Name -> JSON path (C($.id), C($.data.items[0].id), C($['a key'])) or dotted key of a value in the JSON
+            answer, for the C(${name}) references of later checks. The check fails when a value is not found.
+        type: dict
   attempts:
     description: Attempts per check before it counts as failed.
     type: int
@@ -110,7 +121,9 @@ EXAMPLES = r"""
   runbook.ops.http_check:
     checks:
       - {name: home, url: "http://app/", body_contains: Welcome}
-      - {name: create order, url: "http://app/api/orders", method: POST, body: {sku: A1}, status: [200, 201]}
+      - {name: create order, url: "http://app/api/orders", method: POST, body: {sku: A1}, status: [200, 201],
+         extract: {order_id: $.id, amount: $.total}}
+      - {name: read the order, url: "http://app/api/orders/${order_id}", json: {total: "${amount}"}}
 """
 
 RETURN = r"""
@@ -141,6 +154,9 @@ results:
     attempts:
       description: Attempts made.
       type: int
+    extracted:
+      description: The values the check extracted (only for a check with C(extract) that passed).
+      type: dict
 checks:
   description: The results reduced to C(name), C(ok), C(detail) (the shape runbook reports use).
   returned: always
@@ -153,116 +169,15 @@ healthy:
 """
 
 import json
-import re
-import ssl
 import time
-import urllib.error
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.runbook.ops.plugins.module_utils.check_results import failures_text, summary
 from ansible_collections.runbook.ops.plugins.module_utils.host_work import WorkStopped, start_work
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value):
-    """``1s`` -> 1.0, ``500ms`` -> 0.5, ``1m30s`` -> 90.0, ``2`` / 2 / 2.5 -> seconds. ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError("invalid duration %r" % (value,))
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("invalid duration %r (negative)" % (value,))
-        return float(value)
-    text = str(value).strip().lower()
-    if re.match(r"^\d+(\.\d+)?$", text):
-        return float(text)
-    if not text or _DURATION.sub("", text) != "":
-        raise ValueError("invalid duration %r (use e.g. 500ms, 1s, 1m30s, 2h)" % (value,))
-    return sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
-
-
-def expected_statuses(status):
-    if status is None:
-        return [200]
-    if isinstance(status, (list, tuple)):
-        return [int(s) for s in status]
-    return [int(status)]
-
-
-def as_list(value):
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
-_MISSING = object()
-
-
-def lookup(data, key):
-    """A key of a JSON object; a dotted key looks into nested objects (and list indexes) when not a key itself."""
-    if isinstance(data, dict) and key in data:
-        return data[key]
-    current = data
-    for part in key.split("."):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return _MISSING
-    return current
-
-
-def values_match(expected, actual):
-    if expected == actual and type(expected) is type(actual):
-        return True
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return json.dumps(actual) == (json.dumps(expected) if not isinstance(expected, str) else expected.strip().lower())
-    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
-        return expected == actual
-    if isinstance(expected, str) and isinstance(actual, (int, float)):
-        return expected.strip() in (json.dumps(actual), str(actual))
-    if isinstance(actual, str) and isinstance(expected, (int, float)):
-        return actual.strip() in (json.dumps(expected), str(expected))
-    return expected == actual
-
-
-def evaluate(check, status, body, elapsed_ms, error=None):
-    """What did not match, as a list of short sentences (empty when the check passed)."""
-    if error is not None:
-        return [error]
-    problems = []
-    wanted = expected_statuses(check.get("status"))
-    if status not in wanted:
-        problems.append("status %s, expected %s" % (status, " or ".join(str(s) for s in wanted)))
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
-    for needle in as_list(check.get("body_contains")):
-        if needle not in text:
-            problems.append("body does not contain %r" % needle)
-    expected_json = check.get("json") or {}
-    if expected_json:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            problems.append("body is not JSON (%r)" % text[:80])
-        else:
-            for key, expected in expected_json.items():
-                actual = lookup(data, key)
-                if actual is _MISSING:
-                    problems.append("json %s missing" % key)
-                elif not values_match(expected, actual):
-                    problems.append("json %s is %s, expected %s" % (key, json.dumps(actual), json.dumps(expected)))
-    max_ms = check.get("max_ms")
-    if max_ms is not None and elapsed_ms is not None and elapsed_ms > max_ms:
-        problems.append("took %d ms, limit %d ms" % (elapsed_ms, max_ms))
-    return problems
-
-
-def check_name(check):
-    return check.get("name") or "%s %s" % ((check.get("method") or "GET").upper(), check["url"])
+from ansible_collections.runbook.ops.plugins.module_utils.http_request import (  # noqa: F401 - used by callers
+    MISSING, UnknownReference, as_list, check_name, evaluate, expected_statuses, extract, lookup, parse_duration,
+    path_steps, perform, substitute, values_match,
+)
 
 
 def describe_plan(check, attempts, interval):
@@ -274,43 +189,16 @@ def describe_plan(check, attempts, interval):
         parts.append("json %s" % json.dumps(check["json"], sort_keys=True))
     if check.get("max_ms") is not None:
         parts.append("within %d ms" % check["max_ms"])
+    if check.get("extract"):
+        parts.append("extracting %s" % ", ".join("%s from %s" % kv for kv in sorted(check["extract"].items())))
     return "would check %s (%d attempt%s, %gs apart)" % (", ".join(parts), attempts, "" if attempts == 1 else "s",
                                                          interval)
 
 
-def perform(check, timeout):
-    """One request: (status, body bytes, elapsed_ms, error text or None)."""
-    method = (check.get("method") or "GET").upper()
-    headers = dict(check.get("headers") or {})
-    data = check.get("body")
-    if isinstance(data, (dict, list)):
-        data = json.dumps(data).encode("utf-8")
-        headers.setdefault("Content-Type", "application/json")
-    elif data is not None:
-        data = str(data).encode("utf-8")
-    request = urllib.request.Request(check["url"], data=data, method=method, headers=headers)
-    context = None
-    if check["url"].lower().startswith("https") and check.get("validate_certs") is False:
-        context = ssl._create_unverified_context()  # noqa: S323 - the operator asked for it
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            body = response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        body = exc.read() or b""
-        status = exc.code
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        elapsed_ms = int((time.monotonic() - started) * 1000)
-        reason = getattr(exc, "reason", exc)
-        return None, b"", elapsed_ms, "no response: %s" % (reason,)
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    return status, body, elapsed_ms, None
-
-
 def run_check(check, attempts, interval, default_timeout, request=perform, sleep=time.sleep, remaining=None):
     """Attempts until the check matches. `sleep` raises WorkStopped when the module's time is up (the check then
-    fails, saying so); `remaining` gives the seconds left, which bound each request's timeout."""
+    fails, saying so); `remaining` gives the seconds left, which bound each request's timeout. A check with
+    `extract` matches only when every value is found; they are returned as `extracted`."""
     timeout = parse_duration(check["timeout"]) if check.get("timeout") is not None else default_timeout
     result = {"name": check_name(check), "url": check["url"], "ok": False, "detail": "", "status": None,
               "elapsed_ms": None, "attempts": 0}
@@ -318,10 +206,15 @@ def run_check(check, attempts, interval, default_timeout, request=perform, sleep
         left = remaining() if remaining is not None else None
         status, body, elapsed_ms, error = request(check, timeout if left is None else max(0.1, min(timeout, left)))
         problems = evaluate(check, status, body, elapsed_ms, error)
+        extracted = {}
+        if not problems and check.get("extract"):
+            extracted, problems = extract(check["extract"], body)
         result.update(status=status, elapsed_ms=elapsed_ms, attempts=attempt)
         if not problems:
             result["ok"] = True
             result["detail"] = "HTTP %s in %d ms" % (status, elapsed_ms)
+            if check.get("extract"):
+                result["extracted"] = extracted
             return result
         result["detail"] = "; ".join(problems)
         if attempt < attempts:
@@ -341,10 +234,28 @@ def not_run(check, why):
             "attempts": 0, "detail": "not run: " + why}
 
 
+SUBSTITUTED = ("url", "headers", "body", "json", "body_contains")
+
+
+def resolve(check, variables):
+    """The check with the ${name} references of its request and expectations replaced (its name is kept)."""
+    resolved = dict(check)
+    for key in SUBSTITUTED:
+        if resolved.get(key) is not None:
+            resolved[key] = substitute(resolved[key], variables)
+    resolved["name"] = check_name(check)
+    resolved["url"] = str(resolved["url"])
+    return resolved
+
+
 def run_checks(checks, attempts, interval, timeout, stop_on_failure=True, request=perform, sleep=time.sleep,
                remaining=None):
+    """The checks in order; the values a check extracts are there for the ${name} references of later ones (checks
+    none of which extracts anything are sent as they are, as they were before extraction existed)."""
     results = []
     failed, stopped = False, ""
+    variables = {}
+    scenario = any(check.get("extract") for check in checks)
     for check in checks:
         if stopped:
             results.append(dict(not_run(check, stopped), ok=False))
@@ -352,15 +263,18 @@ def run_checks(checks, attempts, interval, timeout, stop_on_failure=True, reques
         if failed and stop_on_failure:
             results.append(not_run(check, "an earlier check failed"))
             continue
-        result = run_check(check, attempts, interval, timeout, request=request, sleep=sleep, remaining=remaining)
+        try:
+            resolved = resolve(check, variables) if scenario else check
+        except UnknownReference as exc:
+            results.append(dict(not_run(check, ""), ok=False, detail=str(exc)))
+            failed = True
+            continue
+        result = run_check(resolved, attempts, interval, timeout, request=request, sleep=sleep, remaining=remaining)
+        variables.update(result.get("extracted") or {})
         failed = failed or not result["ok"]
         stopped = result.pop("stopped", "")
         results.append(result)
     return results
-
-
-def summary(results):
-    return [{"name": r["name"], "ok": r["ok"], "detail": r["detail"]} for r in results]
 
 
 def main():
@@ -376,6 +290,7 @@ def main():
         body=dict(type="raw"),
         timeout=dict(type="raw"),
         validate_certs=dict(type="bool", default=True),
+        extract=dict(type="dict"),
     )
     module = AnsibleModule(
         argument_spec=dict(
@@ -396,6 +311,9 @@ def main():
             expected_statuses(check.get("status"))
             if check.get("timeout") is not None:
                 parse_duration(check["timeout"])
+            for path in (check.get("extract") or {}).values():
+                if str(path).startswith("$"):
+                    path_steps(path)
     except (TypeError, ValueError) as exc:
         module.fail_json(msg="invalid option: %s" % exc)
     attempts = max(p["attempts"], 1)
@@ -412,8 +330,7 @@ def main():
     failed = [r for r in results if r["ok"] is False]
     healthy = not failed and all(r["ok"] for r in results)
     if not healthy:
-        message = work.explain("%d of %d HTTP check(s) failed: %s" % (
-            len(failed), len(results), "; ".join("%s: %s" % (r["name"], r["detail"]) for r in failed)))
+        message = work.explain(failures_text(failed, len(results), "HTTP"))
         work.finish(True, message)
         module.fail_json(msg=message, results=results, checks=summary(results), healthy=False, stopped=work.reason)
     work.finish(False, "%d HTTP check(s) passed" % len(results))
