@@ -11,6 +11,7 @@ asked for, since they change nothing):
   when it is at most the response target of the run's severity (policies/severity.yml). A rollback that did not
   restore the service is never within target. within_target_ratio = within target / rollbacks.
 - data-loss incidents: runs whose data check says rows were lost.
+Drills (trigger drill:NAME) are not incidents and are left out; their pass rate and time: runner.records.drills.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from runner.language.durations import format_seconds
 from runner.records import history
+from runner.records.drills import is_drill
 from runner.records.history import epoch
 from runner.records.model import RunStatus
 
@@ -166,7 +168,7 @@ def from_rows(rows: Iterable[history.RunRow], *, include_check: bool = False) ->
     for row in rows:
         if row.check_mode and not include_check:
             continue
-        if row.status == history.STATUS_RUNNING:
+        if row.status == history.STATUS_RUNNING or is_drill(row):  # drills: runner.records.drills
             continue
         runbooks.setdefault(row.runbook, Metrics(runbook=row.runbook)).add(row)
         overall.add(row)
