@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runner import paths
 from runner.engine import backup_status as backup_catalog
-from runner.engine import lease_admin, watch_once
+from runner.engine import drills, lease_admin, watch_once
 from runner.engine.dry_run import DryRun, dry_run
 from runner.engine.inventory import step_hosts
 from runner.engine.prepare import prepare_run
@@ -19,6 +19,7 @@ from runner.language.loader import load_runbook
 from runner.language.model import Runbook
 from runner.language.params import ResolvedParams, load_params_file, parse_assignments, resolve
 from runner.language.typecheck import ensure_resolved_options
+from runner.records import drills as drill_records
 from runner.records import formats, lease_history
 from runner.records import history as history_db
 from runner.records import metrics as run_metrics
@@ -203,7 +204,14 @@ def history(state_dir: Path, runbook: str | None = None, since_s: float | None =
 
 
 def metrics(state_dir: Path, runbook: str | None = None, since_s: float | None = None) -> run_metrics.MetricsReport:
+    """Incident metrics (drills left out; their own: drill_metrics)."""
     return run_metrics.compute(state_dir, runbook, since_s)
+
+
+def drill_metrics(
+    state_dir: Path, runbook: str | None = None, since_s: float | None = None
+) -> drill_records.DrillReport:
+    return drill_records.from_rows(history_db.list_runs(state_dir, runbook, since_s))
 
 
 backups_status = backup_catalog.status  # the newest verified backup of every database on the hosts, with its age
@@ -259,3 +267,20 @@ def lease_events(
 ) -> list[lease_history.LeaseEvent]:
     """Leases released by hand (`lock release --force`), oldest first, as `history` shows them."""
     return lease_history.list_lease_events(state_dir, runbook, since_s)
+
+
+def drill(
+    names: list[str], state_dir: Path, *, project: str | None = None, results: Path | None = None,
+    hold_lab: bool = True,
+) -> list[drills.DrillOutcome]:
+    """Run each drill (one at a time, each under the lab's lock) and record it in history as trigger drill:NAME."""
+    checkout = drills.project_dir(project)
+    for name in names:
+        drills.check_scenario(checkout, name)
+    outcomes = []
+    for name in names:
+        outcome = drills.run(name, checkout, results, hold_lab=hold_lab)
+        why = "" if outcome.result else f"molecule ended with exit status {outcome.exit_status} before verify"
+        run_id = drill_records.record(state_dir, name, outcome.result, outcome.passed, why)
+        outcomes.append(replace(outcome, run_id=run_id))
+    return outcomes

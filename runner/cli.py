@@ -191,19 +191,20 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from runner.records import metrics
+    from runner.records import drills, metrics
 
     report = api.metrics(_state_dir(args), args.runbook, _duration(args, "since"))
+    drilled = api.drill_metrics(_state_dir(args), args.runbook, _duration(args, "since"))
     if args.format == "prometheus":
         from runner.engine import backup_freshness
 
         sys.stdout.write(metrics.format_prometheus(report))
         backups = backup_freshness.prometheus_lines(backup_freshness.load_saved(_state_dir(args)))
-        sys.stdout.write("".join(f"{line}\n" for line in backups))
+        sys.stdout.write("".join(f"{line}\n" for line in [*backups, *drills.prometheus_lines(drilled)]))
     elif args.format == "json":
-        print(json.dumps(report.to_dict(), indent=2, default=str))
+        print(json.dumps({**report.to_dict(), "drills": drilled.to_dict()}, indent=2, default=str))
     else:
-        sys.stdout.write(metrics.format_text(report))
+        sys.stdout.write(metrics.format_text(report) + drills.format_text(drilled))
     return 0
 
 
@@ -256,6 +257,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if args.action == "add":
         schedules.check_name(args.name)
         schedules.check_cron(args.cron)
+        if schedules.drill_names(args.runbook):
+            return _schedule_drills(args, state)
+        if not args.inventory:
+            raise InvalidInput("schedule add: -i/--inventory is required for a runbook")
         runbook, _params, _roles = _load_with_params(args)
         inventory = Path(args.inventory).resolve()
         if not inventory.exists():
@@ -277,6 +282,35 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         print(f"schedule {args.name} removed")
     else:
         return schedules.run_now(schedules.load(state, args.name))
+    return ExitStatus.SUCCEEDED
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    outcomes = api.drill(
+        args.names, _state_dir(args), project=args.project, results=Path(args.results) if args.results else None,
+        hold_lab=not args.lab_lock_held,
+    )
+    for outcome in outcomes:
+        result = outcome.result or {}
+        measured = result.get("duration_s")
+        took = f"runbook {format_seconds(float(measured))}" if isinstance(measured, (int, float)) else "no run"
+        verdict = "passed" if outcome.passed else "FAILED"
+        print(f"drill {outcome.scenario}: {verdict} ({took}; history {outcome.run_id})")
+    return ExitStatus.SUCCEEDED if all(o.passed for o in outcomes) else ExitStatus.ROLLED_BACK
+
+
+def _schedule_drills(args: argparse.Namespace, state: Path) -> int:
+    """`schedule add NAME drill:A,B --cron ...`: the drills must exist in the checkout when the schedule is added."""
+    from runner.engine import drills, schedules
+
+    project = drills.project_dir(args.project)
+    for name in schedules.drill_names(args.runbook):
+        drills.check_scenario(project, name)
+    entry = schedules.Schedule(
+        name=args.name, runbook=args.runbook, inventory="", cron=args.cron, state_dir=str(state),
+        executable=schedules.runbook_executable(), project=str(project),
+    )
+    print(f"schedule {args.name}: {args.runbook} at {args.cron!r} -> {schedules.add(entry)}")
     return ExitStatus.SUCCEEDED
 
 
@@ -326,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
             "backups": cmd_backups,
             "lock": cmd_lock,
             "schedule": cmd_schedule,
+            "drill": cmd_drill,
             "lab": cmd_lab,
         }
     )

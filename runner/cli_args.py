@@ -117,8 +117,9 @@ def _schedule(sub: Subparsers) -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="install /etc/cron.d/runbook-NAME")
     add.add_argument("name", metavar="NAME")
-    add.add_argument("runbook", metavar="RUNBOOK")
-    add.add_argument("-i", "--inventory", required=True, metavar="INV")
+    add.add_argument("runbook", metavar="RUNBOOK", help="a runbook file, or drill:NAME[,NAME...] for drills")
+    add.add_argument("-i", "--inventory", metavar="INV", help="the runbook's inventory (required for a runbook)")
+    add.add_argument("--project", metavar="DIR", help="for drills: the checkout holding molecule/ (default: this one)")
     add.add_argument("--cron", required=True, metavar="EXPR", help='five-field cron expression, e.g. "0 3 * * *"')
     _common(add, params=True)
     listing = actions.add_parser("list", help="schedules, next fire time, last run")
@@ -129,6 +130,17 @@ def _schedule(sub: Subparsers) -> argparse.ArgumentParser:
     now.add_argument("name", metavar="NAME")
     for action in (add, listing, remove, now):
         _state_dir(action)
+    return p
+
+
+def _drill(sub: Subparsers) -> argparse.ArgumentParser:
+    p = sub.add_parser("drill", help="run drills (molecule/NAME/ in the lab) and record them in history")
+    p.add_argument("names", nargs="+", metavar="NAME", help="drill scenario, named after its runbook")
+    p.add_argument("--project", metavar="DIR", help="the checkout holding molecule/ (default: this one)")
+    p.add_argument("--results", metavar="DIR", help="where the drills leave their results (default: a new temp dir)")
+    p.add_argument("--lab-lock-held", action="store_true",
+                   help="the caller holds the lab's in-use lock already (do not wait for it)")
+    _state_dir(p)
     return p
 
 
@@ -248,5 +260,6 @@ _COMMANDS: dict[str, Callable[[Subparsers], argparse.ArgumentParser]] = {
     "backups": _backups,
     "lock": _lock,
     "schedule": _schedule,
+    "drill": _drill,
     "lab": _lab,
 }

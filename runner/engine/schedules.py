@@ -4,6 +4,8 @@ Each entry runs `runbook run` (absolute paths of the executable, runbook and inv
 `flock -n`, so the runs of one schedule never pile up, with `--trigger schedule:<name>` so the run lands in
 history with that trigger; its output is appended to <state_dir>/schedules/<name>.log. The schedule's own record
 (what `list` shows) is <state_dir>/schedules/<name>.json. Cron expressions are checked with croniter.
+A schedule whose target is `drill:NAME[,NAME...]` runs `runbook drill NAME...` instead (the drills of a checkout,
+in the lab, each recorded in history with trigger drill:NAME), the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ from runner import safe_write
 from runner.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+DRILL_PREFIX = "drill:"
+DRILL_TARGET_RE = re.compile(r"^drill:[a-z0-9][a-z0-9_.-]*(,[a-z0-9][a-z0-9_.-]*)*$")
+
+
+def drill_names(target: str) -> list[str]:
+    """The drills of a `drill:NAME[,NAME...]` target; [] for a runbook."""
+    if not target.startswith(DRILL_PREFIX):
+        return []
+    if not DRILL_TARGET_RE.match(target):
+        raise InvalidInput(f"drill target {target!r}: use drill:NAME[,NAME...] (the names of molecule/ scenarios)")
+    return target[len(DRILL_PREFIX):].split(",")
 
 
 def cron_dir() -> Path:
@@ -41,8 +54,13 @@ class Schedule:
     params: tuple[str, ...] = ()
     executable: str = ""
     roles_paths: tuple[str, ...] = ()
+    project: str = ""  # drills: the checkout holding molecule/
 
     def command(self) -> list[str]:
+        drills = drill_names(self.runbook)
+        if drills:
+            project = ["--project", self.project] if self.project else []
+            return [self.executable or runbook_executable(), "drill", *drills, *project, "--state-dir", self.state_dir]
         argv = [self.executable or runbook_executable(), "run", self.runbook, "-i", self.inventory]
         for param in self.params:
             argv += ["-p", param]
@@ -171,7 +189,8 @@ def listing(state_dir: Path, now: datetime | None = None) -> list[dict[str, obje
     rows: list[dict[str, object]] = []
     runs = history.list_runs(state_dir) if any(True for _ in all_schedules(state_dir)) else []
     for entry in all_schedules(state_dir):
-        mine = [r for r in runs if r.trigger == f"schedule:{entry.name}"]
+        drills = {f"{DRILL_PREFIX}{n}" for n in drill_names(entry.runbook)}
+        mine = [r for r in runs if r.trigger == f"schedule:{entry.name}" or r.trigger in drills]
         last = mine[-1] if mine else None
         rows.append({
             "name": entry.name, "runbook": entry.runbook, "cron": entry.cron,

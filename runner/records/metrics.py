@@ -14,6 +14,7 @@ asked for, since they change nothing):
 - time to detect: mean over runs in which a watch confirmed a breach of release live (the end of the step that put
   the release live) -> breach confirmed. It is the part of the outage before MTTR's clock starts: MTTR runs from
   the failure detected, so release live -> service verified is about time to detect + MTTR.
+Drills (trigger drill:NAME) are not incidents and are left out; their pass rate and time: runner.records.drills.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from runner.language.durations import format_seconds
 from runner.records import history
+from runner.records.drills import is_drill
 from runner.records.history import epoch
 from runner.records.model import RunStatus
 
@@ -199,7 +201,7 @@ def from_rows(rows: Iterable[history.RunRow], *, include_check: bool = False) ->
     for row in rows:
         if row.check_mode and not include_check:
             continue
-        if row.status == history.STATUS_RUNNING:
+        if row.status == history.STATUS_RUNNING or is_drill(row):  # drills: runner.records.drills
             continue
         runbooks.setdefault(row.runbook, Metrics(runbook=row.runbook)).add(row)
         overall.add(row)

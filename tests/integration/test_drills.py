@@ -1,4 +1,5 @@
-"""The SEV1 rollback drills (molecule scenarios) run as part of the suite; the others run with `make drill`."""
+"""The SEV1 runbooks' drills (molecule/<runbook>/, picked by the runbook's metadata.severity) run as part of the
+suite; every drill runs with `make drill`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,23 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
-SEV1_DRILLS = sorted(p.name for p in (ROOT / "molecule").glob("sev1-*") if (p / "molecule.yml").is_file())
+
+
+def _severity(scenario: Path) -> str:
+    runbook = ROOT / "runbooks" / f"{scenario.name}.yml"
+    if not runbook.is_file():
+        return ""
+    return str((yaml.safe_load(runbook.read_text(encoding="utf-8")).get("metadata") or {}).get("severity", ""))
+
+
+SEV1_DRILLS = sorted(
+    p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml") if _severity(p.parent) == "SEV1"
+)
 
 
 @pytest.mark.parametrize("scenario", SEV1_DRILLS)
@@ -25,6 +38,7 @@ def test_sev1_drill(lab: object, scenario: str, tmp_path: Path) -> None:
         "NO_COLOR": "1",
         "MOLECULE_GLOB": "molecule/*/molecule.yml",
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "DRILL_RESULTS_DIR": str(tmp_path / "results"),
     }
     proc = subprocess.run(
         [str(bindir / "molecule"), "test", "-s", scenario],

@@ -116,6 +116,9 @@ def test_whole_database_and_check_mode(server: Any) -> None:
     assert (done["keys_before"], done["keys_after"]) == (2507, 0)
     assert ["FLUSHDB", "ASYNC"] in server.log
     assert server.dbs[1] == {b"other": b"y"}
+    assert done["changed"] is True
+    again = mod.flush(params(server))  # an empty database: flushed again, and nothing changed
+    assert (again["keys_before"], again["keys_after"], again["changed"]) == (0, 0, False)
 
 
 def test_password_goes_over_the_connection_and_errors_are_reported(server: Any) -> None:

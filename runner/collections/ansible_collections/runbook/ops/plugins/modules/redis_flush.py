@@ -163,7 +163,9 @@ def flush(params, check_mode=False):
                 return result
             client.call("FLUSHALL" if params.get("all_databases") else "FLUSHDB", mode)
             after = client.call("DBSIZE")
-            result.update(changed=True, keys_after=after,
+            # an empty database flushed is no change (a second emergency rollback changes nothing); FLUSHALL may
+            # have emptied other databases than the one counted
+            result.update(changed=before > 0 or bool(params.get("all_databases")), keys_after=after,
                           msg="flushed %s of redis %s:%s (%d keys in database %d before, %d after)" % (
                               where, params.get("host"), params.get("port"), before, db, after))
             return result
