@@ -116,3 +116,11 @@ def test_a_missing_file_is_an_error_not_a_traceback(tmp_path: Path, capsys: pyte
     assert status == 2
     assert f"{tmp_path / 'nope.yml'}:1:1: error: cannot read file" in err
     assert f"{tmp_path}:1:1: error: cannot read file" in err
+
+
+def test_no_test_module_name_is_used_twice() -> None:
+    """pytest imports test modules by their basename: a name in both tests/unit and tests/integration stops the
+    whole suite at collection (the lab's copy of a name ends in _lab)."""
+    root = Path(__file__).resolve().parents[1]
+    names = [p.name for folder in ("unit", "integration") for p in (root / folder).glob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
