@@ -3,6 +3,7 @@ host's answer to its task."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 from runner.engine.yamldump import dump
@@ -13,7 +14,7 @@ def one_task_playbook(name: str, hosts: str, task: dict[str, Any], header: str) 
     return dump([{"name": name, "hosts": hosts, "gather_facts": False, "tasks": [task]}], header)
 
 
-class TaskAnswers:
+class TaskAnswers(ABC):
     """ansible-runner event handler: each host's result of the task named `task`, or why it gave none.
 
     A subclass keeps them: answered(host, result) for an ok result, failed(host, message) for an unreachable host
@@ -38,11 +39,13 @@ class TaskAnswers:
             self.failed(str(host), str(res.get("msg") or self.no_answer))
         return True
 
+    @abstractmethod
     def answered(self, host: str, result: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """The host's ok result of the task."""
 
+    @abstractmethod
     def failed(self, host: str, message: str) -> None:
-        raise NotImplementedError
+        """Why the host gave no result: unreachable, or its task failed."""
 
 
 __all__ = ["TaskAnswers", "one_task_playbook"]
