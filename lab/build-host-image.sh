@@ -15,6 +15,7 @@ apt_dir=${LAB_APT_DIR:-/etc/apt}
 packages=(
     python3 python3-requests openssh-server postgresql-15 postgresql-client-15 nginx redis-server
     rsync curl ca-certificates sudo procps iproute2 less
+    docker-compose prometheus python3-psycopg2
 )
 
 log() { printf '[host-image] %s\n' "$*" >&2; }
