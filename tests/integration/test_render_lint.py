@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 VALID = sorted((FIXTURES / "valid").glob("*.yml"))
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "runbooks").glob("*.yml"))
 # values for required params whose pattern "x" does not match
-SAMPLES = {"target": "0002", "migrations_dir": "/srv/migrations/shop"}
+SAMPLES = {"target": "0002", "migrations_dir": "/srv/migrations/shop", "health_url": "http://127.0.0.1:8080/health"}
 ANSIBLE_LINT = Path(sys.executable).parent / "ansible-lint"
 
 
