@@ -39,3 +39,31 @@ def update_row(name: str, result: str, goal: str, met: bool | None, measured: st
     rows.sort()
     TABLE.write_text("\n".join([*HEADER, *rows]) + "\n", encoding="utf-8")
     return TABLE
+
+
+LATEST = RESULTS / "latest.json"
+
+
+def record_latest(name: str, ours_s: float, baseline_s: float, goal: float | None, detail: str) -> Path:
+    """Replace this entry of bench/results/latest.json (a list of {name, ratio, goal, ours_s, baseline_s, detail},
+    lower ratio is better; goal null where the benchmark sets none), keeping the other entries as they are."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, Any]] = []
+    if LATEST.is_file():
+        loaded = json.loads(LATEST.read_text(encoding="utf-8"))
+        if isinstance(loaded, list):
+            entries = [e for e in loaded if isinstance(e, dict) and e.get("name") != name]
+    ratio = round(ours_s / baseline_s, 3) if baseline_s > 0 else None
+    entries.append(
+        {
+            "name": name,
+            "ratio": ratio,
+            "goal": round(goal, 3) if goal is not None else None,
+            "ours_s": round(ours_s, 3),
+            "baseline_s": round(baseline_s, 3),
+            "detail": detail,
+        }
+    )
+    entries.sort(key=lambda e: str(e["name"]))
+    LATEST.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    return LATEST

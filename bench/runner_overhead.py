@@ -50,12 +50,13 @@ from bench.measure import (
     run_json_events,
     summary,
 )
-from bench.results import update_row, write_json
+from bench.results import record_latest, update_row, write_json
 from runner.errors import LabError
 from runner.paths import PRODUCT_ROOT, ROLES_DIR
 
 NAME = "runner_overhead"
 USES_LAB = True
+GOAL_RATIO = 1.10  # runbook run against plain ansible-playbook of the same rendered project
 DEPLOY = PRODUCT_ROOT / "runbooks" / "deploy.yml"
 
 FIXTURE_RUNBOOK = """\
@@ -320,16 +321,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "skipped" in case:
             continue
         what = "deploy.yml v1 (no-op) on app1+app2 over SSH" if name == "lab" else "2 fixture steps x 2 local hosts"
+        detail = (
+            f"{what}; median of {case['runbook']['n']} alternating runs each, paired ratio "
+            f"{fmt_x(case['paired_ratio']['median'])}; {describe(case)}"
+        )
+        ours, plain, found = case["runbook"]["median_s"], case["plain"]["median_s"], case["ratio_of_medians"]
         update_row(
             row,
-            f"runbook/plain {fmt_x(case['ratio_of_medians'])} ({fmt_s(case['runbook']['median_s'])} vs "
-            f"{fmt_s(case['plain']['median_s'])})",
-            "—",
-            None,
+            f"runbook/plain {fmt_x(found)} ({fmt_s(ours)} vs {fmt_s(plain)})",
+            f"≤ {GOAL_RATIO:.2f}x (leases included)",
+            None if found is None else found <= GOAL_RATIO,
             str(data["measured_at"])[:10],
-            f"{what}; median of {case['runbook']['n']} alternating runs each, paired ratio "
-            f"{fmt_x(case['paired_ratio']['median'])}; {describe(case)}",
+            detail,
         )
+        if ours is not None and plain is not None:
+            record_latest(row, ours, plain, GOAL_RATIO, detail)
         print(f"  {name}: {describe(case)}; ratio {fmt_x(case['ratio_of_medians'])}")
         print("    runbook run timeline (medians of the timed runs):")
         for part, seconds in case["runbook_timeline_median_s"].items():
